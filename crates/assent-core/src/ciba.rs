@@ -1,0 +1,296 @@
+//! The CIBA request state machine: what a poll of the token endpoint gets (CIBA §11, Assent
+//! spec §3.3), when a decision may still be taken, and which `acr` a decision satisfies.
+
+use crate::error::OAuthError;
+use crate::model::{CibaRequest, CibaStatus, DecisionChannel};
+use crate::time::Timestamp;
+
+/// Each `slow_down` makes the required interval this much longer (CIBA §11, RFC 8628 §3.5).
+pub const SLOW_DOWN_INCREMENT_SECS: i64 = 5;
+/// Network jitter forgiven when judging whether a poll came too soon.
+pub const POLL_JITTER_TOLERANCE_MS: i64 = 500;
+/// An expired request keeps answering `expired_token` at least this long (§3.3).
+pub const EXPIRED_ANSWERABLE_SECS: i64 = 24 * 3600;
+
+/// What the store must persist about a poll, written with a compare-and-set on the previous
+/// `last_polled_at` so two nodes cannot both judge the same previous poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollUpdate {
+    pub expected_last_polled_at: Option<Timestamp>,
+    pub last_polled_at: Timestamp,
+    pub interval_seconds: i64,
+}
+
+/// The answer to a CIBA-grant token request for one `auth_req_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PollVerdict {
+    /// Approved: redeem it atomically (exactly once) and issue tokens.
+    Redeem,
+    /// Already redeemed: `invalid_grant`, and revoke what the first redemption issued.
+    Replay,
+    /// Answer with this error; persist `update` first when present.
+    Refuse {
+        error: OAuthError,
+        update: Option<PollUpdate>,
+    },
+}
+
+/// Judge a poll of `req` by `client_id` arriving at `now`. Pure: the caller persists the update.
+pub fn evaluate_poll(req: &CibaRequest, client_id: &str, now: Timestamp) -> PollVerdict {
+    let refuse = |error, update| PollVerdict::Refuse { error, update };
+    // Another client's auth_req_id is indistinguishable from an unknown one, and does not
+    // touch the owner's poll state (CIBA §10.1, R53).
+    if req.application_id != client_id {
+        return refuse(unknown_auth_req_id(), None);
+    }
+    if req.status == CibaStatus::Redeemed {
+        return PollVerdict::Replay;
+    }
+    if now >= req.expires_at.plus_secs(EXPIRED_ANSWERABLE_SECS) {
+        return refuse(unknown_auth_req_id(), None);
+    }
+    if req.is_expired(now) {
+        return refuse(OAuthError::expired_token(), None);
+    }
+    match req.status {
+        CibaStatus::Approved => PollVerdict::Redeem,
+        CibaStatus::Denied | CibaStatus::Cancelled => refuse(OAuthError::access_denied(), None),
+        // Expired is derived, Redeemed handled above; both unreachable here but answered safely.
+        CibaStatus::Expired => refuse(OAuthError::expired_token(), None),
+        CibaStatus::Redeemed => PollVerdict::Replay,
+        CibaStatus::Pending => {
+            let too_soon = req.last_polled_at.is_some_and(|prev| {
+                now.millis() - prev.millis()
+                    < req.interval_seconds * 1000 - POLL_JITTER_TOLERANCE_MS
+            });
+            if too_soon {
+                refuse(
+                    OAuthError::slow_down(),
+                    Some(PollUpdate {
+                        expected_last_polled_at: req.last_polled_at,
+                        last_polled_at: now,
+                        interval_seconds: req.interval_seconds + SLOW_DOWN_INCREMENT_SECS,
+                    }),
+                )
+            } else {
+                refuse(
+                    OAuthError::authorization_pending(),
+                    Some(PollUpdate {
+                        expected_last_polled_at: req.last_polled_at,
+                        last_polled_at: now,
+                        interval_seconds: req.interval_seconds,
+                    }),
+                )
+            }
+        }
+    }
+}
+
+pub fn unknown_auth_req_id() -> OAuthError {
+    OAuthError::invalid_grant("The auth_req_id is invalid or was not issued to this client.")
+}
+
+/// Why a decision on a request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    #[error("the request has expired")]
+    Expired,
+    #[error("the request has already been decided")]
+    AlreadyDecided,
+}
+
+/// A decision (approve, deny, cancel) may be taken only on a pending, unexpired request; the
+/// first decision wins and approving after expiry changes nothing (§3.3, §6).
+pub fn check_decidable(req: &CibaRequest, now: Timestamp) -> Result<(), DecideError> {
+    if req.is_expired(now) {
+        return Err(DecideError::Expired);
+    }
+    if req.status != CibaStatus::Pending {
+        return Err(DecideError::AlreadyDecided);
+    }
+    Ok(())
+}
+
+/// Assurance levels, strongest first: device key > web authenticator > magic link = webhook.
+pub const ACR_HWK: &str = "urn:assent:acr:hwk";
+pub const ACR_PWD: &str = "urn:assent:acr:pwd";
+pub const ACR_EMAIL: &str = "urn:assent:acr:email";
+pub const ACR_EXT: &str = "urn:assent:acr:ext";
+pub const ACR_VALUES_SUPPORTED: &[&str] = &[ACR_HWK, ACR_PWD, ACR_EMAIL, ACR_EXT];
+
+fn acr_level(value: &str) -> Option<u8> {
+    match value {
+        ACR_HWK => Some(3),
+        ACR_PWD => Some(2),
+        ACR_EMAIL | ACR_EXT => Some(1),
+        _ => None,
+    }
+}
+
+/// The `acr` for the ID token: the first requested value the decision satisfies; `None` when
+/// `acr_values` was not sent or nothing is satisfied (§3.2). Simulated and automatic SANDBOX
+/// decisions satisfy any value.
+pub fn satisfied_acr(acr_values: Option<&str>, channel: DecisionChannel) -> Option<String> {
+    let requested = acr_values?.split(' ').filter(|v| !v.is_empty());
+    let level = match channel {
+        DecisionChannel::Sandbox | DecisionChannel::Auto => {
+            return requested.into_iter().next().map(str::to_owned);
+        }
+        DecisionChannel::Device => 3,
+        DecisionChannel::Web => 2,
+        DecisionChannel::Email | DecisionChannel::Webhook => 1,
+        DecisionChannel::Admin => return None,
+    };
+    requested
+        .into_iter()
+        .find(|v| acr_level(v).is_some_and(|l| l <= level))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::OAuthErrorCode;
+    use crate::model::DeliveryMode;
+
+    fn pending(now: Timestamp) -> CibaRequest {
+        CibaRequest {
+            auth_req_id: "r1".into(),
+            environment_id: "e".into(),
+            application_id: "app".into(),
+            user_id: "u".into(),
+            scope: "openid".into(),
+            binding_message: None,
+            acr_values: None,
+            authorization_details: None,
+            delivery_mode: DeliveryMode::Poll,
+            client_notification_token: None,
+            created_at: now,
+            expires_at: now.plus_secs(120),
+            interval_seconds: 2,
+            last_polled_at: None,
+            status: CibaStatus::Pending,
+            decision: None,
+            redeemed_at: None,
+        }
+    }
+
+    fn code(v: &PollVerdict) -> Option<OAuthErrorCode> {
+        match v {
+            PollVerdict::Refuse { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn first_poll_is_pending_and_recorded() {
+        let t0 = Timestamp(1_000_000);
+        let v = evaluate_poll(&pending(t0), "app", t0);
+        assert_eq!(code(&v), Some(OAuthErrorCode::AuthorizationPending));
+        let PollVerdict::Refuse {
+            update: Some(u), ..
+        } = v
+        else {
+            panic!("expected an update")
+        };
+        assert_eq!(u.last_polled_at, t0);
+        assert_eq!(u.interval_seconds, 2);
+        assert_eq!(u.expected_last_polled_at, None);
+    }
+
+    #[test]
+    fn too_soon_is_slow_down_and_interval_grows() {
+        let t0 = Timestamp(1_000_000);
+        let mut r = pending(t0);
+        r.last_polled_at = Some(t0);
+        // 1.4 s later with a 2 s interval: below 2 - 0.5.
+        let v = evaluate_poll(&r, "app", t0.plus_millis(1400));
+        assert_eq!(code(&v), Some(OAuthErrorCode::SlowDown));
+        let PollVerdict::Refuse {
+            update: Some(u), ..
+        } = v
+        else {
+            panic!("expected an update")
+        };
+        assert_eq!(u.interval_seconds, 7);
+        // 1.5 s later is within the jitter tolerance.
+        let v = evaluate_poll(&r, "app", t0.plus_millis(1500));
+        assert_eq!(code(&v), Some(OAuthErrorCode::AuthorizationPending));
+        // The grown interval sticks: 3 s later than a slow_down at interval 7 is still too soon.
+        r.interval_seconds = 7;
+        let v = evaluate_poll(&r, "app", t0.plus_secs(3));
+        assert_eq!(code(&v), Some(OAuthErrorCode::SlowDown));
+    }
+
+    #[test]
+    fn terminal_states() {
+        let t0 = Timestamp(1_000_000);
+        let mut r = pending(t0);
+        assert_eq!(
+            code(&evaluate_poll(&r, "other", t0)),
+            Some(OAuthErrorCode::InvalidGrant)
+        );
+        r.status = CibaStatus::Approved;
+        assert_eq!(evaluate_poll(&r, "app", t0), PollVerdict::Redeem);
+        assert_eq!(
+            code(&evaluate_poll(&r, "app", t0.plus_secs(120))),
+            Some(OAuthErrorCode::ExpiredToken)
+        );
+        assert_eq!(
+            code(&evaluate_poll(&r, "app", t0.plus_secs(120 + 24 * 3600))),
+            Some(OAuthErrorCode::InvalidGrant)
+        );
+        r.status = CibaStatus::Denied;
+        assert_eq!(
+            code(&evaluate_poll(&r, "app", t0)),
+            Some(OAuthErrorCode::AccessDenied)
+        );
+        r.status = CibaStatus::Cancelled;
+        assert_eq!(
+            code(&evaluate_poll(&r, "app", t0)),
+            Some(OAuthErrorCode::AccessDenied)
+        );
+        r.status = CibaStatus::Redeemed;
+        assert_eq!(evaluate_poll(&r, "app", t0), PollVerdict::Replay);
+        assert_eq!(
+            evaluate_poll(&r, "app", t0.plus_secs(500)),
+            PollVerdict::Replay
+        );
+    }
+
+    #[test]
+    fn decisions_only_on_pending_unexpired() {
+        let t0 = Timestamp(1_000_000);
+        let mut r = pending(t0);
+        assert_eq!(check_decidable(&r, t0), Ok(()));
+        assert_eq!(
+            check_decidable(&r, t0.plus_secs(120)),
+            Err(DecideError::Expired)
+        );
+        r.status = CibaStatus::Approved;
+        assert_eq!(check_decidable(&r, t0), Err(DecideError::AlreadyDecided));
+    }
+
+    #[test]
+    fn acr_levels() {
+        let req = Some("urn:assent:acr:hwk urn:assent:acr:pwd");
+        assert_eq!(
+            satisfied_acr(req, DecisionChannel::Web).as_deref(),
+            Some(ACR_PWD)
+        );
+        assert_eq!(
+            satisfied_acr(req, DecisionChannel::Device).as_deref(),
+            Some(ACR_HWK)
+        );
+        assert_eq!(satisfied_acr(req, DecisionChannel::Email), None);
+        assert_eq!(
+            satisfied_acr(Some("urn:assent:acr:ext"), DecisionChannel::Email).as_deref(),
+            Some(ACR_EXT)
+        );
+        assert_eq!(
+            satisfied_acr(Some("custom"), DecisionChannel::Sandbox).as_deref(),
+            Some("custom")
+        );
+        assert_eq!(satisfied_acr(None, DecisionChannel::Device), None);
+    }
+}

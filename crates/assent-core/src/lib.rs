@@ -1,0 +1,15 @@
+//! Assent's domain model and protocol rules. Nothing here performs I/O or reads the clock:
+//! every function that cares about time takes `now` as an argument.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod ciba;
+pub mod error;
+pub mod model;
+pub mod page;
+pub mod time;
+pub mod validate;
+
+pub use error::{OAuthError, OAuthErrorCode};
+pub use model::*;
+pub use page::{ListPage, Page};
+pub use time::Timestamp;

@@ -1,0 +1,344 @@
+//! The domain's nouns: environments, applications, users, signing keys, CIBA requests and the
+//! records of issued tokens. Wire shapes (camelCase JSON) live in the server; these are the
+//! values the rules and the store agree on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// Environment identifiers, application (client) ids, user ids, key ids and device ids are
+/// UUIDs rendered as lower-case hyphenated strings.
+pub type Id = String;
+
+pub fn new_id() -> Id {
+    uuid::Uuid::new_v4().to_string()
+}
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Parses the upper-case wire name; `parse_ci` also accepts any letter case.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+            pub fn parse_ci(s: &str) -> Option<Self> {
+                Self::parse(&s.to_ascii_uppercase())
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).ok_or_else(|| serde::de::Error::custom(format!(
+                    "unknown value, expected one of: {}",
+                    [$($text),+].join(", ")
+                )))
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// PingOne's environment types; only SANDBOX accepts simulated decisions (§6.5).
+    EnvironmentType { Sandbox => "SANDBOX", Production => "PRODUCTION" }
+);
+wire_enum!(
+    /// Grant types an application may use.
+    GrantType {
+        Ciba => "CIBA",
+        RefreshToken => "REFRESH_TOKEN",
+        ClientCredentials => "CLIENT_CREDENTIALS",
+        AuthorizationCode => "AUTHORIZATION_CODE",
+        Implicit => "IMPLICIT",
+        DeviceCode => "DEVICE_CODE",
+    }
+);
+wire_enum!(
+    /// How an application authenticates at `/cibaAuthorization` and `/token` (§3.1).
+    TokenEndpointAuthMethod {
+        ClientSecretBasic => "CLIENT_SECRET_BASIC",
+        ClientSecretPost => "CLIENT_SECRET_POST",
+        ClientSecretJwt => "CLIENT_SECRET_JWT",
+        PrivateKeyJwt => "PRIVATE_KEY_JWT",
+        None => "NONE",
+    }
+);
+wire_enum!(
+    /// CIBA token delivery modes (§4).
+    DeliveryMode { Poll => "POLL", Ping => "PING", Push => "PUSH" }
+);
+wire_enum!(
+    /// A SANDBOX user's automatic answer (§6.5).
+    AutoDecision { Approve => "APPROVE", Deny => "DENY" }
+);
+wire_enum!(
+    /// The outcome of a decision on a CIBA request.
+    DecisionOutcome { Approve => "APPROVE", Deny => "DENY", Cancel => "CANCEL" }
+);
+wire_enum!(
+    /// Where a decision came from.
+    DecisionChannel {
+        Sandbox => "SANDBOX",
+        Auto => "AUTO",
+        Device => "DEVICE",
+        Web => "WEB",
+        Email => "EMAIL",
+        Webhook => "WEBHOOK",
+        Admin => "ADMIN",
+    }
+);
+wire_enum!(
+    /// The stored state of a CIBA request. `Expired` is never stored: it is derived from
+    /// `expires_at` (see [`CibaRequest::status_at`]).
+    CibaStatus {
+        Pending => "PENDING",
+        Approved => "APPROVED",
+        Denied => "DENIED",
+        Cancelled => "CANCELLED",
+        Expired => "EXPIRED",
+        Redeemed => "REDEEMED",
+    }
+);
+wire_enum!(
+    /// JWS algorithms Assent signs ID tokens and access tokens with.
+    SigningAlgorithm {
+        RS256 => "RS256",
+        PS256 => "PS256",
+        ES256 => "ES256",
+        EdDSA => "EdDSA",
+    }
+);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub id: Id,
+    pub name: String,
+    pub description: Option<String>,
+    pub env_type: EnvironmentType,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Per-application CIBA settings (Assent's extension of PingOne's application).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CibaSettings {
+    pub delivery_mode: DeliveryMode,
+    pub notification_endpoint: Option<String>,
+    pub request_expiry_seconds: i64,
+    pub max_request_expiry_seconds: i64,
+    pub polling_interval_seconds: i64,
+    pub long_poll_seconds: i64,
+    pub binding_message_max_length: i64,
+    pub user_code_parameter: bool,
+    pub request_signing_algorithm: Option<String>,
+}
+
+impl Default for CibaSettings {
+    /// PingOne's fixed values (120 s expiry, 2 s interval) are the defaults.
+    fn default() -> Self {
+        CibaSettings {
+            delivery_mode: DeliveryMode::Poll,
+            notification_endpoint: None,
+            request_expiry_seconds: 120,
+            max_request_expiry_seconds: 600,
+            polling_interval_seconds: 2,
+            long_poll_seconds: 0,
+            binding_message_max_length: 64,
+            user_code_parameter: false,
+            request_signing_algorithm: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    /// Also the OAuth `client_id`.
+    pub id: Id,
+    pub environment_id: Id,
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub protocol: String,
+    pub app_type: String,
+    pub grant_types: Vec<GrantType>,
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// The application's public keys exactly as given: a JSON string (PingOne's form) or object.
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_url: Option<String>,
+    pub id_token_signing_algorithm: SigningAlgorithm,
+    pub access_token_duration_seconds: i64,
+    pub refresh_token_duration_seconds: i64,
+    pub ciba: CibaSettings,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Application {
+    pub fn has_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Id,
+    pub environment_id: Id,
+    pub username: String,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub phone_number: Option<String>,
+    /// argon2id PHC string; never encrypted, never returned.
+    pub password_hash: Option<String>,
+    pub enabled: bool,
+    pub auto_decision: Option<AutoDecision>,
+    pub auto_decision_delay_ms: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An environment signing key. The private part is sealed (AES-256-GCM) by the server before it
+/// reaches the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The JWS `kid`.
+    pub id: Id,
+    pub environment_id: Id,
+    pub algorithm: SigningAlgorithm,
+    pub public_jwk: serde_json::Value,
+    pub private_key_sealed: Vec<u8>,
+    /// The key currently used to sign for its algorithm.
+    pub current: bool,
+    pub created_at: Timestamp,
+    /// After rotation: when the key leaves the JWKS (its tokens have expired by then).
+    pub retire_at: Option<Timestamp>,
+}
+
+impl SigningKey {
+    /// Still published in the JWKS at `now`.
+    pub fn published_at(&self, now: Timestamp) -> bool {
+        self.retire_at.is_none_or(|t| t > now)
+    }
+}
+
+/// A recorded decision on a CIBA request, with its evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub outcome: DecisionOutcome,
+    pub channel: DecisionChannel,
+    pub device_id: Option<Id>,
+    pub amr: Vec<String>,
+    pub evidence: Option<serde_json::Value>,
+    pub decided_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CibaRequest {
+    pub auth_req_id: String,
+    pub environment_id: Id,
+    pub application_id: Id,
+    pub user_id: Id,
+    /// Space-separated, as sent.
+    pub scope: String,
+    pub binding_message: Option<String>,
+    /// Space-separated, as sent.
+    pub acr_values: Option<String>,
+    pub authorization_details: Option<serde_json::Value>,
+    pub delivery_mode: DeliveryMode,
+    pub client_notification_token: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The interval the client must currently respect; grows by 5 s with each `slow_down`.
+    pub interval_seconds: i64,
+    /// When the previous poll arrived (of any outcome).
+    pub last_polled_at: Option<Timestamp>,
+    /// Stored state; `Expired` is derived, never stored.
+    pub status: CibaStatus,
+    pub decision: Option<Decision>,
+    pub redeemed_at: Option<Timestamp>,
+}
+
+impl CibaRequest {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The status a reader sees at `now`: an unredeemed request past its expiry is `EXPIRED`.
+    pub fn status_at(&self, now: Timestamp) -> CibaStatus {
+        if self.status != CibaStatus::Redeemed && self.is_expired(now) {
+            CibaStatus::Expired
+        } else {
+            self.status
+        }
+    }
+
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+}
+
+/// An issued JWT access token, recorded so it can be revoked and introspected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenRecord {
+    pub jti: String,
+    pub environment_id: Id,
+    pub application_id: Id,
+    pub user_id: Option<Id>,
+    pub scope: String,
+    pub auth_req_id: Option<String>,
+    /// Set when minted by a refresh-token grant: revoked with that refresh family.
+    pub refresh_family_id: Option<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked: bool,
+}
+
+/// An opaque refresh token; only its SHA-256 is stored. Tokens of one family descend from one
+/// CIBA grant; reuse of a rotated token revokes the family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenRecord {
+    /// base64url SHA-256 of the token.
+    pub token_hash: String,
+    pub family_id: String,
+    pub environment_id: Id,
+    pub application_id: Id,
+    pub user_id: Id,
+    pub scope: String,
+    pub auth_req_id: Option<String>,
+    /// When the user decided; carried to ID tokens minted on refresh.
+    pub auth_time: Timestamp,
+    pub acr: Option<String>,
+    pub amr: Vec<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Set when the token was exchanged for a newer one.
+    pub rotated_at: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+/// What the token endpoint persists when it redeems an approved CIBA request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedTokens {
+    pub access_token: AccessTokenRecord,
+    pub refresh_token: Option<RefreshTokenRecord>,
+}

@@ -1,0 +1,261 @@
+//! The two error shapes Assent speaks: OAuth errors in PingOne's style on `/{envId}/as/*`
+//! (§3.4) and PingOne management errors on `/v1` (§5). Both carry the request's correlation id.
+
+use assent_core::{OAuthError, OAuthErrorCode};
+use assent_store::StoreError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::correlation;
+
+const VALIDATION_PREFIX: &str =
+    "The request could not be completed. One or more validation errors were in the request.";
+const PROCESSING_PREFIX: &str =
+    "The request could not be completed. There was an issue processing the request.";
+
+/// An OAuth error on its way to the client.
+#[derive(Debug)]
+pub struct OAuthResponseError {
+    pub error: OAuthError,
+    pub status: StatusCode,
+    /// `WWW-Authenticate` value, when the error demands one.
+    pub www_authenticate: Option<String>,
+}
+
+impl OAuthResponseError {
+    /// HTTP status per §3.4: 400, except `invalid_client` (401).
+    pub fn new(error: OAuthError) -> Self {
+        let (status, www) = match error.code {
+            OAuthErrorCode::InvalidClient => (
+                StatusCode::UNAUTHORIZED,
+                Some("Basic realm=\"assent\", error=\"invalid_client\"".to_owned()),
+            ),
+            OAuthErrorCode::ServerError => (StatusCode::SERVICE_UNAVAILABLE, None),
+            _ => (StatusCode::BAD_REQUEST, None),
+        };
+        OAuthResponseError {
+            error,
+            status,
+            www_authenticate: www,
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// RFC 6750 §3 errors of a protected resource (userinfo): the error goes in
+    /// `WWW-Authenticate: Bearer`.
+    pub fn bearer(error: OAuthError, status: StatusCode) -> Self {
+        let www = format!(
+            "Bearer realm=\"assent\", error=\"{}\", error_description=\"{}\"",
+            error.code.as_str(),
+            error.detail.replace(['"', '\\'], "")
+        );
+        OAuthResponseError {
+            error,
+            status,
+            www_authenticate: Some(www),
+        }
+    }
+}
+
+impl From<OAuthError> for OAuthResponseError {
+    fn from(e: OAuthError) -> Self {
+        OAuthResponseError::new(e)
+    }
+}
+
+impl From<StoreError> for OAuthResponseError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        OAuthResponseError::new(OAuthError::new(
+            OAuthErrorCode::ServerError,
+            "The service is temporarily unavailable.",
+        ))
+    }
+}
+
+/// `<prefix>: <specific> (Correlation ID: <uuid>)`, the PingOne sentence (§3.4).
+pub fn describe(error: &OAuthError, correlation_id: &uuid::Uuid) -> String {
+    let prefix = if error.code.is_validation() {
+        VALIDATION_PREFIX
+    } else {
+        PROCESSING_PREFIX
+    };
+    format!(
+        "{prefix}: {} (Correlation ID: {correlation_id})",
+        error.detail
+    )
+}
+
+impl IntoResponse for OAuthResponseError {
+    fn into_response(self) -> Response {
+        let id = correlation::current();
+        let description = describe(&self.error, &id);
+        tracing::info!(
+            error = self.error.code.as_str(),
+            status = self.status.as_u16(),
+            detail = %self.error.detail,
+            "oauth error"
+        );
+        let body = json!({ "error": self.error.code.as_str(), "error_description": description });
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(www) = self.www_authenticate
+            && let Ok(v) = HeaderValue::from_str(&www)
+        {
+            headers.insert(header::WWW_AUTHENTICATE, v);
+        }
+        response
+    }
+}
+
+/// Management API error codes (§5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiErrorCode {
+    InvalidData,
+    NotFound,
+    InvalidToken,
+    AccessFailed,
+    UniquenessViolation,
+    RequestFailed,
+    UnexpectedError,
+}
+
+impl ApiErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiErrorCode::InvalidData => "INVALID_DATA",
+            ApiErrorCode::NotFound => "NOT_FOUND",
+            ApiErrorCode::InvalidToken => "INVALID_TOKEN",
+            ApiErrorCode::AccessFailed => "ACCESS_FAILED",
+            ApiErrorCode::UniquenessViolation => "UNIQUENESS_VIOLATION",
+            ApiErrorCode::RequestFailed => "REQUEST_FAILED",
+            ApiErrorCode::UnexpectedError => "UNEXPECTED_ERROR",
+        }
+    }
+    fn status(self) -> StatusCode {
+        match self {
+            ApiErrorCode::InvalidData => StatusCode::BAD_REQUEST,
+            ApiErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ApiErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiErrorCode::AccessFailed => StatusCode::FORBIDDEN,
+            ApiErrorCode::UniquenessViolation | ApiErrorCode::RequestFailed => StatusCode::CONFLICT,
+            ApiErrorCode::UnexpectedError => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// One `details` entry of a management error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiErrorDetail {
+    pub code: &'static str,
+    pub target: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ApiErrorCode,
+    pub message: String,
+    pub details: Vec<ApiErrorDetail>,
+}
+
+impl ApiError {
+    pub fn new(code: ApiErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+    /// 400 INVALID_DATA about one field.
+    pub fn invalid(target: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError {
+            code: ApiErrorCode::InvalidData,
+            message: "The request could not be completed. One or more validation errors were in the request.".into(),
+            details: vec![ApiErrorDetail {
+                code: "INVALID_VALUE",
+                target: target.to_owned(),
+                message,
+            }],
+        }
+    }
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(
+            ApiErrorCode::NotFound,
+            format!("The requested {what} was not found."),
+        )
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(ApiErrorCode::RequestFailed, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("resource"),
+            StoreError::Conflict(field) => ApiError {
+                code: ApiErrorCode::UniquenessViolation,
+                message: format!("The {field} is already in use in this environment."),
+                details: vec![ApiErrorDetail {
+                    code: "UNIQUENESS_VIOLATION",
+                    target: field.clone(),
+                    message: format!("{field} must be unique within the environment."),
+                }],
+            },
+            StoreError::Corrupt(what) if what.contains("cursor") => {
+                ApiError::invalid("cursor", "The cursor is not valid.")
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::new(
+                    ApiErrorCode::UnexpectedError,
+                    "The service is temporarily unavailable.",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let id = correlation::current();
+        tracing::info!(code = self.code.as_str(), message = %self.message, "management API error");
+        let details: Vec<_> = self
+            .details
+            .iter()
+            .map(|d| json!({"code": d.code, "target": d.target, "message": d.message}))
+            .collect();
+        let mut body =
+            json!({"id": id.to_string(), "code": self.code.as_str(), "message": self.message});
+        if !details.is_empty() {
+            body["details"] = serde_json::Value::Array(details);
+        }
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if self.code == ApiErrorCode::InvalidToken {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"assent-admin\""),
+            );
+        }
+        response
+    }
+}
+
+/// Any path no router knows: a JSON 404 rather than an empty body.
+pub async fn not_found_fallback() -> Response {
+    ApiError::new(
+        ApiErrorCode::NotFound,
+        "The requested resource was not found.",
+    )
+    .into_response()
+}

@@ -1,0 +1,33 @@
+//! Assent's HTTP layer. A request flows one way: extractor → handler (thin) → core decides →
+//! store persists → response. Routers are built by [`router`], so tests drive them with
+//! `tower::ServiceExt::oneshot` without a socket.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod clock;
+pub mod correlation;
+pub mod decisions;
+pub mod error;
+pub mod form;
+pub mod health;
+pub mod keys;
+pub mod oauth;
+pub mod outbound;
+pub mod state;
+pub mod v1;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use state::{AppState, ServerConfig};
+
+use axum::Router;
+
+/// The whole HTTP surface: health, the management API and every environment's authorization
+/// server, behind the correlation-id layer.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .nest("/v1", v1::router(state.clone()))
+        .nest("/{env_id}/as", oauth::router())
+        .fallback(error::not_found_fallback)
+        .layer(axum::middleware::from_fn(correlation::layer))
+        .with_state(state)
+}

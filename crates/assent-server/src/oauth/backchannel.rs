@@ -1,0 +1,384 @@
+//! `POST /{envId}/as/cibaAuthorization` (and `/bc-authorize`): the backchannel authentication
+//! request (CIBA §7, Assent spec §3.2). Validation order: client authentication → application
+//! allowed to use CIBA → parameters → user resolution.
+
+use assent_core::validate::{
+    LoginHint, normalize_phone, parse_acr_values, parse_ciba_scope, parse_login_hint,
+    parse_requested_expiry, validate_binding_message,
+};
+use assent_core::{
+    Application, CibaRequest, CibaStatus, EnvironmentType, GrantType, OAuthError, OAuthErrorCode,
+    Timestamp, User,
+};
+use assent_crypto::{HmacAlg, SigningAlg};
+use assent_store::StoreError;
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::client_auth::{self, audience_matches};
+use crate::error::OAuthResponseError;
+use crate::form::OAuthForm;
+use crate::state::AppState;
+
+/// Parameters of later CIBA features, refused clearly rather than ignored.
+const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
+    (
+        "request",
+        "Signed request objects are not supported by this server yet.",
+    ),
+    ("request_uri", "request_uri is not supported."),
+    (
+        "user_code",
+        "user_code is not supported by this server yet.",
+    ),
+    (
+        "authorization_details",
+        "authorization_details is not supported by this server yet.",
+    ),
+];
+
+pub async fn authorize(
+    State(state): State<AppState>,
+    Path(env_id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Response, OAuthResponseError> {
+    let env = super::environment(&state, &env_id).await?;
+    let issuer = state.issuer(&env.id);
+    let endpoint = format!("{}{}", state.config.public_url, uri.path());
+    let app = client_auth::authenticate(&state, &env.id, &headers, &form, &endpoint).await?;
+    if !app.enabled || !app.has_grant(GrantType::Ciba) {
+        return Err(
+            OAuthError::unauthorized_client("The application is not allowed to use CIBA.").into(),
+        );
+    }
+    let now = state.now();
+    let params = check_parameters(&app, &form)?;
+    let user = resolve_user(&state, &app, &issuer, &params.hint, now).await?;
+
+    let expires_in = params.expires_in;
+    let req = CibaRequest {
+        // 32 bytes from the CSPRNG, base64url: 256 bits in [A-Za-z0-9_-] (CIBA §7.3).
+        auth_req_id: assent_crypto::random_token(32),
+        environment_id: env.id.clone(),
+        application_id: app.id.clone(),
+        user_id: user.id.clone(),
+        scope: params.scopes.join(" "),
+        binding_message: params.binding_message,
+        acr_values: params.acr_values,
+        authorization_details: None,
+        delivery_mode: app.ciba.delivery_mode,
+        client_notification_token: None,
+        created_at: now,
+        expires_at: now.plus_secs(expires_in),
+        interval_seconds: app.ciba.polling_interval_seconds.max(1),
+        last_polled_at: None,
+        status: CibaStatus::Pending,
+        decision: None,
+        redeemed_at: None,
+    };
+    // Durable before the acknowledgement leaves.
+    state.store.insert_ciba_request(&req).await?;
+    tracing::info!(
+        environment_id = %env.id,
+        application_id = %app.id,
+        user_id = %user.id,
+        expires_in,
+        "CIBA request accepted"
+    );
+    if env.env_type == EnvironmentType::Sandbox
+        && let Some(outcome) = user.auto_decision
+    {
+        let outcome = match outcome {
+            assent_core::AutoDecision::Approve => assent_core::DecisionOutcome::Approve,
+            assent_core::AutoDecision::Deny => assent_core::DecisionOutcome::Deny,
+        };
+        crate::decisions::schedule_auto_decision(
+            state.clone(),
+            env.id.clone(),
+            req.auth_req_id.clone(),
+            outcome,
+            user.auto_decision_delay_ms.unwrap_or(0),
+        );
+    }
+    Ok(super::no_store(Json(json!({
+        "auth_req_id": req.auth_req_id,
+        "expires_in": expires_in,
+        "interval": req.interval_seconds,
+    }))))
+}
+
+/// Which hint the request carries (exactly one, CIBA §7.1).
+enum Hint {
+    Login(String),
+    IdToken(String),
+    LoginToken(String),
+}
+
+struct Parameters {
+    scopes: Vec<String>,
+    hint: Hint,
+    binding_message: Option<String>,
+    acr_values: Option<String>,
+    expires_in: i64,
+}
+
+fn check_parameters(app: &Application, form: &OAuthForm) -> Result<Parameters, OAuthError> {
+    for (name, message) in NOT_YET_SUPPORTED {
+        if form.contains(name) {
+            return Err(OAuthError::invalid_request(*message));
+        }
+    }
+    let scopes = parse_ciba_scope(form.get("scope"))?;
+    let hints: Vec<Hint> = [
+        form.get("login_hint").map(|h| Hint::Login(h.to_owned())),
+        form.get("id_token_hint")
+            .map(|h| Hint::IdToken(h.to_owned())),
+        form.get("login_hint_token")
+            .map(|h| Hint::LoginToken(h.to_owned())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let hint = match <[Hint; 1]>::try_from(hints) {
+        Ok([h]) => h,
+        Err(v) if v.is_empty() => {
+            return Err(OAuthError::invalid_request(
+                "One of login_hint, id_token_hint or login_hint_token is required.",
+            ));
+        }
+        Err(_) => {
+            return Err(OAuthError::invalid_request(
+                "Only one of login_hint, id_token_hint or login_hint_token may be sent.",
+            ));
+        }
+    };
+    let binding_message = validate_binding_message(
+        form.get("binding_message"),
+        app.ciba.binding_message_max_length,
+    )?;
+    let expires_in = parse_requested_expiry(
+        form.get("requested_expiry"),
+        app.ciba.request_expiry_seconds,
+        app.ciba.max_request_expiry_seconds,
+    )?;
+    let acr_values = parse_acr_values(form.get("acr_values"));
+    // client_notification_token is only meaningful for PING and PUSH, which this version
+    // does not offer; POLL ignores it (CIBA §7.1).
+    Ok(Parameters {
+        scopes,
+        hint,
+        binding_message,
+        acr_values,
+        expires_in,
+    })
+}
+
+fn unknown_user() -> OAuthError {
+    OAuthError::new(
+        OAuthErrorCode::UnknownUserId,
+        "The user identified by the hint could not be found.",
+    )
+}
+
+/// An enabled user, or `unknown_user_id` (a disabled user is unknown, §3.2).
+fn enabled(user: Option<User>) -> Result<User, OAuthResponseError> {
+    match user {
+        Some(u) if u.enabled => Ok(u),
+        _ => Err(unknown_user().into()),
+    }
+}
+
+async fn user_by_id(state: &AppState, env_id: &str, id: &str) -> Result<Option<User>, StoreError> {
+    match state.store.get_user(env_id, id).await {
+        Ok(u) => Ok(Some(u)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn resolve_user(
+    state: &AppState,
+    app: &Application,
+    issuer: &str,
+    hint: &Hint,
+    now: Timestamp,
+) -> Result<User, OAuthResponseError> {
+    let env_id = app.environment_id.as_str();
+    let store = &state.store;
+    match hint {
+        Hint::Login(h) => {
+            let user = match parse_login_hint(h) {
+                LoginHint::Any(v) => {
+                    let mut found = user_by_id(state, env_id, &v).await?;
+                    if found.is_none() {
+                        found = store.find_user_by_username(env_id, &v).await?;
+                    }
+                    if found.is_none() && v.contains('@') {
+                        found = store.find_user_by_email(env_id, &v).await?;
+                    }
+                    found
+                }
+                LoginHint::Email(v) => store.find_user_by_email(env_id, &v).await?,
+                LoginHint::Username(v) => store.find_user_by_username(env_id, &v).await?,
+                LoginHint::Subject(v) => user_by_id(state, env_id, &v).await?,
+                LoginHint::Phone(v) => {
+                    let phone = normalize_phone(&v);
+                    if phone.is_empty() {
+                        None
+                    } else {
+                        store.find_user_by_phone(env_id, &phone).await?
+                    }
+                }
+            };
+            enabled(user)
+        }
+        Hint::IdToken(token) => {
+            let sub = check_id_token_hint(state, app, issuer, token, now).await?;
+            enabled(user_by_id(state, env_id, &sub).await?)
+        }
+        Hint::LoginToken(token) => {
+            let sub = check_login_hint_token(state, app, issuer, token, now).await?;
+            let mut user = user_by_id(state, env_id, &sub).await?;
+            if user.is_none() {
+                user = store.find_user_by_username(env_id, &sub).await?;
+            }
+            enabled(user)
+        }
+    }
+}
+
+const ID_TOKEN_ALGS: &[SigningAlg] = &[
+    SigningAlg::RS256,
+    SigningAlg::PS256,
+    SigningAlg::ES256,
+    SigningAlg::EdDSA,
+];
+
+/// An ID token this environment issued to the caller; it may have expired (CIBA §7.1: the
+/// `sub` is what matters). Any failed check → `invalid_request`. Returns the `sub`.
+async fn check_id_token_hint(
+    state: &AppState,
+    app: &Application,
+    issuer: &str,
+    token: &str,
+    now: Timestamp,
+) -> Result<String, OAuthResponseError> {
+    let bad = |why: &str| -> OAuthResponseError {
+        OAuthError::invalid_request(format!("The id_token_hint is not valid: {why}")).into()
+    };
+    let header = assent_crypto::decode_header(token).map_err(|_| bad("malformed token."))?;
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(bad("not an ID token."));
+    }
+    let keys = state
+        .keys
+        .verification_set(&app.environment_id, now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not load verification keys");
+            OAuthResponseError::new(OAuthError::new(
+                OAuthErrorCode::ServerError,
+                "The service is temporarily unavailable.",
+            ))
+        })?;
+    let claims = assent_crypto::verify_jws(token, &keys, ID_TOKEN_ALGS)
+        .map_err(|_| bad("the signature does not verify with this environment's keys."))?;
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(bad("it was not issued by this environment."));
+    }
+    if !audience_matches(claims.get("aud"), std::slice::from_ref(&app.id)) {
+        return Err(bad("it was not issued to this client."));
+    }
+    claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| bad("it has no sub."))
+}
+
+/// A JWT made by the calling application (PingOne's profile): HS256/384/512 with its client
+/// secret or signed with its private key; `iss` = client id, `aud` = issuer, `exp` required,
+/// no `cty`/`enc`. Expired → `expired_login_hint_token`; other failures → `invalid_request`.
+async fn check_login_hint_token(
+    state: &AppState,
+    app: &Application,
+    issuer: &str,
+    token: &str,
+    now: Timestamp,
+) -> Result<String, OAuthResponseError> {
+    let bad = |why: &str| -> OAuthResponseError {
+        OAuthError::invalid_request(format!("The login_hint_token is not valid: {why}")).into()
+    };
+    let header = assent_crypto::decode_header(token).map_err(|_| bad("malformed token."))?;
+    if header.cty.is_some() || header.enc.is_some() {
+        return Err(bad("nested or encrypted tokens are not supported."));
+    }
+    let claims = if HmacAlg::parse(&header.alg).is_some() {
+        let secret = client_auth::client_secret(state, app).await?;
+        assent_crypto::verify_hmac_jws(
+            token,
+            secret.as_bytes(),
+            &[HmacAlg::HS256, HmacAlg::HS384, HmacAlg::HS512],
+        )
+        .map_err(|_| bad("the signature does not verify."))?
+    } else {
+        let keys = client_auth::client_keys(state, app, header.kid.as_deref())
+            .await
+            .map_err(|_| bad("the application has no keys to verify it."))?;
+        assent_crypto::verify_jws(
+            token,
+            &keys,
+            &[
+                SigningAlg::RS256,
+                SigningAlg::RS384,
+                SigningAlg::RS512,
+                SigningAlg::PS256,
+                SigningAlg::PS384,
+                SigningAlg::PS512,
+                SigningAlg::ES256,
+                SigningAlg::ES384,
+                SigningAlg::EdDSA,
+            ],
+        )
+        .map_err(|_| bad("the signature does not verify."))?
+    };
+    if claims.get("iss").and_then(Value::as_str) != Some(app.id.as_str()) {
+        return Err(bad("iss must be the client id."));
+    }
+    if !audience_matches(claims.get("aud"), &[issuer.to_owned()]) {
+        return Err(bad("aud must be the issuer."));
+    }
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| bad("exp is required."))?;
+    if exp <= now.secs() {
+        return Err(OAuthError::new(
+            OAuthErrorCode::ExpiredLoginHintToken,
+            "The login_hint_token has expired.",
+        )
+        .into());
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf.as_i64().ok_or_else(|| bad("nbf must be a number."))?;
+        if nbf > now.secs() + client_auth::CLOCK_SKEW_SECS {
+            return Err(bad("it is not valid yet."));
+        }
+    }
+    claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| bad("sub is required."))
+}

@@ -1,0 +1,405 @@
+//! Client authentication at `/cibaAuthorization`, `/token`, `/introspect` and `/revoke`
+//! (§3.1, RFC 6749 §2.3, RFC 7523, OIDC Core §9). The application's
+//! `tokenEndpointAuthMethod` decides; any failure is 401 `invalid_client`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assent_core::{Application, OAuthError, TokenEndpointAuthMethod};
+use assent_crypto::{HmacAlg, JwkSet, SigningAlg};
+use assent_store::StoreError;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use serde_json::Value;
+
+use crate::error::OAuthResponseError;
+use crate::form::OAuthForm;
+use crate::state::AppState;
+
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// A client assertion may expire at most this far ahead (§3.1).
+pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
+/// Clock skew tolerated on `nbf` and on the assertion-lifetime limit.
+pub const CLOCK_SKEW_SECS: i64 = 5;
+
+const ALL_HMAC: &[HmacAlg] = &[HmacAlg::HS256, HmacAlg::HS384, HmacAlg::HS512];
+const ALL_ASYMMETRIC: &[SigningAlg] = &[
+    SigningAlg::RS256,
+    SigningAlg::RS384,
+    SigningAlg::RS512,
+    SigningAlg::PS256,
+    SigningAlg::PS384,
+    SigningAlg::PS512,
+    SigningAlg::ES256,
+    SigningAlg::ES384,
+    SigningAlg::EdDSA,
+];
+
+fn invalid_client(detail: &str) -> OAuthResponseError {
+    OAuthResponseError::new(OAuthError::invalid_client(detail))
+}
+
+/// The credentials a request presented, before they are checked.
+enum Presented {
+    Basic { client_id: String, secret: String },
+    Post { client_id: String, secret: String },
+    Assertion { assertion: String },
+}
+
+fn pct_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthResponseError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| invalid_client("The Authorization header is malformed."))?;
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Err(invalid_client("The Authorization header is malformed."));
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(invalid_client(
+            "Only Basic credentials are accepted in the Authorization header.",
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| invalid_client("The Basic credentials are malformed."))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| invalid_client("The Basic credentials are malformed."))?;
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    let id =
+        pct_decode(id).ok_or_else(|| invalid_client("The Basic credentials are malformed."))?;
+    let secret =
+        pct_decode(secret).ok_or_else(|| invalid_client("The Basic credentials are malformed."))?;
+    Ok(Some((id, secret)))
+}
+
+fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthResponseError> {
+    let basic = basic_credentials(headers)?;
+    let post_secret = form.get("client_secret");
+    let assertion = form.get("client_assertion");
+    let methods = usize::from(basic.is_some())
+        + usize::from(post_secret.is_some())
+        + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "The request uses more than one client authentication method.",
+        )
+        .into());
+    }
+    if let Some((client_id, secret)) = basic {
+        return Ok(Presented::Basic { client_id, secret });
+    }
+    if let Some(secret) = post_secret {
+        let client_id = form
+            .get("client_id")
+            .ok_or_else(|| invalid_client("client_secret was sent without client_id."))?;
+        return Ok(Presented::Post {
+            client_id: client_id.to_owned(),
+            secret: secret.to_owned(),
+        });
+    }
+    if let Some(assertion) = assertion {
+        if form.get("client_assertion_type") != Some(JWT_BEARER_ASSERTION) {
+            return Err(invalid_client(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+            ));
+        }
+        return Ok(Presented::Assertion {
+            assertion: assertion.to_owned(),
+        });
+    }
+    Err(invalid_client("Client authentication is required."))
+}
+
+/// Authenticates the calling application. `endpoint` is the full URL being called (an
+/// accepted assertion `aud`, besides the issuer and the token endpoint).
+pub async fn authenticate(
+    state: &AppState,
+    env_id: &str,
+    headers: &HeaderMap,
+    form: &OAuthForm,
+    endpoint: &str,
+) -> Result<Application, OAuthResponseError> {
+    let presented = presented(headers, form)?;
+    let (app, expected_method) = match &presented {
+        Presented::Basic { client_id, .. } => (
+            load_client(state, env_id, client_id).await?,
+            TokenEndpointAuthMethod::ClientSecretBasic,
+        ),
+        Presented::Post { client_id, .. } => (
+            load_client(state, env_id, client_id).await?,
+            TokenEndpointAuthMethod::ClientSecretPost,
+        ),
+        Presented::Assertion { assertion } => {
+            let claims = assent_crypto::decode_claims_unverified(assertion)
+                .map_err(|_| invalid_client("The client assertion is malformed."))?;
+            let iss = claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid_client("The client assertion has no iss."))?;
+            let header = assent_crypto::decode_header(assertion)
+                .map_err(|_| invalid_client("The client assertion is malformed."))?;
+            let method = if HmacAlg::parse(&header.alg).is_some() {
+                TokenEndpointAuthMethod::ClientSecretJwt
+            } else {
+                TokenEndpointAuthMethod::PrivateKeyJwt
+            };
+            (load_client(state, env_id, iss).await?, method)
+        }
+    };
+    if app.token_endpoint_auth_method != expected_method {
+        return Err(invalid_client(
+            "The client authentication method is not the one registered for this application.",
+        ));
+    }
+    // A client_id parameter that names another client is an authentication failure; one that
+    // matches is harmless (common libraries send it alongside Basic or assertions).
+    if let Some(id) = form.get("client_id")
+        && id != app.id
+    {
+        return Err(invalid_client(
+            "client_id does not match the authenticated client.",
+        ));
+    }
+    match presented {
+        Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
+            let expected = client_secret(state, &app).await?;
+            if !assent_crypto::ct_eq(secret.as_bytes(), expected.as_bytes()) {
+                return Err(invalid_client("The client credentials are invalid."));
+            }
+        }
+        Presented::Assertion { assertion } => {
+            verify_assertion(state, &app, &assertion, endpoint).await?;
+        }
+    }
+    Ok(app)
+}
+
+async fn load_client(
+    state: &AppState,
+    env_id: &str,
+    client_id: &str,
+) -> Result<Application, OAuthResponseError> {
+    match state.store.get_application(env_id, client_id).await {
+        Ok(app) => Ok(app),
+        Err(StoreError::NotFound) => Err(invalid_client("The client credentials are invalid.")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The application's client secret, decrypted.
+pub async fn client_secret(
+    state: &AppState,
+    app: &Application,
+) -> Result<String, OAuthResponseError> {
+    let sealed = state
+        .store
+        .get_application_secret(&app.environment_id, &app.id)
+        .await?;
+    let plain = state
+        .secrets
+        .open(
+            &sealed,
+            &crate::v1::applications::secret_aad(&app.environment_id, &app.id),
+        )
+        .map_err(|_| {
+            tracing::error!(application_id = %app.id, "client secret could not be decrypted");
+            invalid_client("The client credentials are invalid.")
+        })?;
+    Ok(String::from_utf8_lossy(&plain).into_owned())
+}
+
+/// Checks a client assertion's signature and every claim rule of §3.1.
+async fn verify_assertion(
+    state: &AppState,
+    app: &Application,
+    assertion: &str,
+    endpoint: &str,
+) -> Result<(), OAuthResponseError> {
+    let claims = match app.token_endpoint_auth_method {
+        TokenEndpointAuthMethod::ClientSecretJwt => {
+            let secret = client_secret(state, app).await?;
+            assent_crypto::verify_hmac_jws(assertion, secret.as_bytes(), ALL_HMAC)
+                .map_err(|_| invalid_client("The client assertion signature is invalid."))?
+        }
+        _ => {
+            let header = assent_crypto::decode_header(assertion)
+                .map_err(|_| invalid_client("The client assertion is malformed."))?;
+            let keys = client_keys(state, app, header.kid.as_deref()).await?;
+            assent_crypto::verify_jws(assertion, &keys, ALL_ASYMMETRIC)
+                .map_err(|_| invalid_client("The client assertion signature is invalid."))?
+        }
+    };
+    let now = state.now().secs();
+    let str_claim = |name: &str| claims.get(name).and_then(Value::as_str);
+    if str_claim("iss") != Some(app.id.as_str()) || str_claim("sub") != Some(app.id.as_str()) {
+        return Err(invalid_client(
+            "The client assertion's iss and sub must be the client id.",
+        ));
+    }
+    let issuer = state.issuer(&app.environment_id);
+    let accepted = [
+        issuer.clone(),
+        format!("{issuer}/token"),
+        endpoint.to_owned(),
+    ];
+    if !audience_matches(claims.get("aud"), &accepted) {
+        return Err(invalid_client(
+            "The client assertion's aud must be the issuer or the endpoint URL.",
+        ));
+    }
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid_client("The client assertion has no valid exp."))?;
+    if exp <= now {
+        return Err(invalid_client("The client assertion has expired."));
+    }
+    if exp > now + MAX_ASSERTION_LIFETIME_SECS + CLOCK_SKEW_SECS {
+        return Err(invalid_client(
+            "The client assertion must not expire more than one hour from now.",
+        ));
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf
+            .as_i64()
+            .ok_or_else(|| invalid_client("The client assertion's nbf is not a number."))?;
+        if nbf > now + CLOCK_SKEW_SECS {
+            return Err(invalid_client("The client assertion is not valid yet."));
+        }
+    }
+    let jti = str_claim("jti")
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| invalid_client("The client assertion has no jti."))?;
+    let fresh = state
+        .store
+        .use_jti(
+            &app.environment_id,
+            &format!("client_assertion:{}", app.id),
+            jti,
+            assent_core::Timestamp::from_secs(exp),
+            state.now(),
+        )
+        .await?;
+    if !fresh {
+        return Err(invalid_client(
+            "The client assertion has already been used.",
+        ));
+    }
+    Ok(())
+}
+
+/// `aud` as a string or an array holding one of `accepted`.
+pub fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
+    match aud {
+        Some(Value::String(s)) => accepted.iter().any(|a| a == s),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|s| accepted.iter().any(|a| a == s)),
+        _ => false,
+    }
+}
+
+/// The application's public keys: its registered `jwks`, or its `jwksUrl` (cached).
+pub async fn client_keys(
+    state: &AppState,
+    app: &Application,
+    kid: Option<&str>,
+) -> Result<JwkSet, OAuthResponseError> {
+    if let Some(jwks) = &app.jwks {
+        return JwkSet::parse(jwks)
+            .map_err(|_| invalid_client("The application's registered jwks is unusable."));
+    }
+    let Some(url) = &app.jwks_url else {
+        return Err(invalid_client(
+            "The application has no public keys registered.",
+        ));
+    };
+    state
+        .jwks_cache
+        .get(url, kid)
+        .await
+        .map_err(|e| {
+            tracing::warn!(application_id = %app.id, error = %e, "could not fetch the application's jwksUrl");
+            invalid_client("The application's keys could not be retrieved.")
+        })
+}
+
+/// Cache of applications' `jwksUrl` documents: fetched on first use, kept for
+/// [`JwksCache::TTL`], and refetched early when an unknown `kid` shows up (at most once per
+/// [`JwksCache::MIN_REFRESH`], so a flood of bogus kids cannot hammer the client's server).
+#[derive(Clone)]
+pub struct JwksCache {
+    entries: Arc<Mutex<HashMap<String, (Instant, JwkSet)>>>,
+    http: reqwest::Client,
+    allow_private: bool,
+}
+
+impl JwksCache {
+    pub const TTL: Duration = Duration::from_secs(300);
+    pub const MIN_REFRESH: Duration = Duration::from_secs(10);
+    const MAX_BYTES: usize = 256 * 1024;
+
+    pub fn new(allow_private: bool) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        JwksCache {
+            entries: Arc::default(),
+            http,
+            allow_private,
+        }
+    }
+
+    fn cached(&self, url: &str) -> Option<(Instant, JwkSet)> {
+        self.entries.lock().ok()?.get(url).cloned()
+    }
+
+    pub async fn get(&self, url: &str, kid: Option<&str>) -> Result<JwkSet, String> {
+        if let Some((fetched, set)) = self.cached(url) {
+            let age = fetched.elapsed();
+            let knows_kid = kid.is_none_or(|k| set.contains_kid(k));
+            if age < Self::TTL && (knows_kid || age < Self::MIN_REFRESH) {
+                return Ok(set);
+            }
+        }
+        if !self.allow_private {
+            crate::outbound::check_public_target(url).await?;
+        }
+        let response = self
+            .http
+            .get(url)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()));
+        }
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        if bytes.len() > Self::MAX_BYTES {
+            return Err("jwks document too large".into());
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let set = JwkSet::parse(&value).map_err(|e| e.to_string())?;
+        if let Ok(mut map) = self.entries.lock() {
+            map.insert(url.to_owned(), (Instant::now(), set.clone()));
+        }
+        Ok(set)
+    }
+}

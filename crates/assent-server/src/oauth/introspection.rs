@@ -1,0 +1,132 @@
+//! `POST /{envId}/as/introspect` (RFC 7662) and `POST /{envId}/as/revoke` (RFC 7009), both
+//! client-authenticated. A client only ever learns about, or revokes, its own tokens.
+
+use assent_core::{Application, OAuthError, Timestamp};
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::tokens::check_access_token;
+use crate::error::OAuthResponseError;
+use crate::form::OAuthForm;
+use crate::state::AppState;
+
+async fn authenticated(
+    state: &AppState,
+    env_id: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    form: &OAuthForm,
+) -> Result<(Application, String), OAuthResponseError> {
+    let env = super::environment(state, env_id).await?;
+    let endpoint = format!("{}{}", state.config.public_url, uri.path());
+    let app = super::client_auth::authenticate(state, &env.id, headers, form, &endpoint).await?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("The token parameter is required."))?
+        .to_owned();
+    Ok((app, token))
+}
+
+/// What a token is, when it is ours, live, and the caller's.
+enum Live {
+    Access(serde_json::Map<String, Value>),
+    Refresh(Box<assent_core::RefreshTokenRecord>),
+}
+
+async fn live_token(
+    state: &AppState,
+    app: &Application,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<Live>, OAuthResponseError> {
+    let env_id = &app.environment_id;
+    if token.matches('.').count() == 2 {
+        if let Ok((claims, record)) = check_access_token(state, env_id, token, now).await
+            && record.application_id == app.id
+        {
+            return Ok(Some(Live::Access(claims)));
+        }
+        return Ok(None);
+    }
+    let hash = assent_crypto::sha256_b64url(token.as_bytes());
+    Ok(state
+        .store
+        .get_refresh_token(env_id, &hash)
+        .await?
+        .filter(|r| {
+            r.application_id == app.id && !r.revoked && r.rotated_at.is_none() && r.expires_at > now
+        })
+        .map(|r| Live::Refresh(Box::new(r))))
+}
+
+pub async fn introspect(
+    State(state): State<AppState>,
+    Path(env_id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Response, OAuthResponseError> {
+    let (app, token) = authenticated(&state, &env_id, &uri, &headers, &form).await?;
+    let now = state.now();
+    let body = match live_token(&state, &app, &token, now).await? {
+        Some(Live::Access(c)) => json!({
+            "active": true,
+            "token_type": "Bearer",
+            "scope": c.get("scope"),
+            "client_id": c.get("client_id"),
+            "sub": c.get("sub"),
+            "aud": c.get("aud"),
+            "iss": c.get("iss"),
+            "exp": c.get("exp"),
+            "iat": c.get("iat"),
+            "nbf": c.get("nbf"),
+            "jti": c.get("jti"),
+            "env": c.get("env"),
+        }),
+        Some(Live::Refresh(r)) => json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "scope": r.scope,
+            "client_id": r.application_id,
+            "sub": r.user_id,
+            "iss": state.issuer(&r.environment_id),
+            "exp": r.expires_at.secs(),
+            "iat": r.issued_at.secs(),
+        }),
+        None => json!({ "active": false }),
+    };
+    Ok(super::no_store(Json(body)))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(env_id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Response, OAuthResponseError> {
+    let (app, token) = authenticated(&state, &env_id, &uri, &headers, &form).await?;
+    let now = state.now();
+    match live_token(&state, &app, &token, now).await? {
+        Some(Live::Access(c)) => {
+            if let Some(jti) = c.get("jti").and_then(Value::as_str) {
+                state
+                    .store
+                    .revoke_access_token(&app.environment_id, jti)
+                    .await?;
+            }
+        }
+        Some(Live::Refresh(r)) => {
+            state
+                .store
+                .revoke_refresh_family(&app.environment_id, &r.family_id)
+                .await?;
+        }
+        // RFC 7009 §2.2: an invalid or unknown token is not an error.
+        None => {}
+    }
+    Ok(super::no_store(Json(json!({}))))
+}

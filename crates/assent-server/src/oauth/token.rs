@@ -1,0 +1,300 @@
+//! `POST /{envId}/as/token`. One handler per grant type behind [`GrantHandler`] (fosite's
+//! shape): adding a grant is adding a handler to [`GRANTS`], not editing a match.
+
+use assent_core::ciba::{PollVerdict, evaluate_poll, unknown_auth_req_id};
+use assent_core::validate::plausible_auth_req_id;
+use assent_core::{
+    Application, DeliveryMode, GrantType, OAuthError, OAuthErrorCode, Timestamp, User,
+};
+use assent_store::{RefreshOutcome, StoreError};
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::Value;
+
+use super::discovery::CIBA_GRANT;
+use super::tokens::{Authentication, mint};
+use crate::error::OAuthResponseError;
+use crate::form::OAuthForm;
+use crate::state::AppState;
+
+/// "Can you handle this token request? Then populate the response."
+#[async_trait::async_trait]
+pub trait GrantHandler: Send + Sync {
+    /// The `grant_type` value this handler answers.
+    fn grant_type(&self) -> &'static str;
+    /// The application grant that must be enabled (else `unauthorized_client`).
+    fn required_grant(&self) -> GrantType;
+    async fn handle(
+        &self,
+        state: &AppState,
+        app: &Application,
+        form: &OAuthForm,
+        now: Timestamp,
+    ) -> Result<Value, OAuthResponseError>;
+}
+
+static GRANTS: &[&dyn GrantHandler] = &[&CibaGrant, &RefreshTokenGrant];
+
+pub async fn token(
+    State(state): State<AppState>,
+    Path(env_id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Response, OAuthResponseError> {
+    let env = super::environment(&state, &env_id).await?;
+    let endpoint = format!("{}{}", state.config.public_url, uri.path());
+    let app = super::client_auth::authenticate(&state, &env.id, &headers, &form, &endpoint).await?;
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("The grant_type parameter is required."))?;
+    let handler = GRANTS
+        .iter()
+        .find(|h| h.grant_type() == grant_type)
+        .ok_or_else(|| {
+            OAuthError::new(
+                OAuthErrorCode::UnsupportedGrantType,
+                "The grant_type is not supported.",
+            )
+        })?;
+    if !app.enabled || !app.has_grant(handler.required_grant()) {
+        return Err(OAuthError::unauthorized_client(
+            "The application is not allowed to use this grant type.",
+        )
+        .into());
+    }
+    let body = handler.handle(&state, &app, &form, state.now()).await?;
+    Ok(super::no_store(Json(body)))
+}
+
+async fn load_user(
+    state: &AppState,
+    env_id: &str,
+    user_id: &str,
+) -> Result<Option<User>, StoreError> {
+    match state.store.get_user(env_id, user_id).await {
+        Ok(u) => Ok(Some(u)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `urn:openid:params:grant-type:ciba` (CIBA §10.1, §11; Assent spec §3.3).
+pub struct CibaGrant;
+
+#[async_trait::async_trait]
+impl GrantHandler for CibaGrant {
+    fn grant_type(&self) -> &'static str {
+        CIBA_GRANT
+    }
+    fn required_grant(&self) -> GrantType {
+        GrantType::Ciba
+    }
+
+    async fn handle(
+        &self,
+        state: &AppState,
+        app: &Application,
+        form: &OAuthForm,
+        now: Timestamp,
+    ) -> Result<Value, OAuthResponseError> {
+        let auth_req_id = form
+            .get("auth_req_id")
+            .ok_or_else(|| OAuthError::invalid_request("The auth_req_id parameter is required."))?;
+        if app.ciba.delivery_mode == DeliveryMode::Push {
+            return Err(OAuthError::unauthorized_client(
+                "Applications in PUSH mode receive tokens at their notification endpoint.",
+            )
+            .into());
+        }
+        if !plausible_auth_req_id(auth_req_id) {
+            return Err(unknown_auth_req_id().into());
+        }
+        let env_id = &app.environment_id;
+        // A poll whose bookkeeping lost a race is judged again against the state that won.
+        for _ in 0..4 {
+            let req = match state.store.get_ciba_request(env_id, auth_req_id).await {
+                Ok(r) => r,
+                Err(StoreError::NotFound) => return Err(unknown_auth_req_id().into()),
+                Err(e) => return Err(e.into()),
+            };
+            match evaluate_poll(&req, &app.id, now) {
+                PollVerdict::Refuse { error, update } => {
+                    if let Some(update) = update
+                        && !state
+                            .store
+                            .record_poll(env_id, auth_req_id, &update)
+                            .await?
+                    {
+                        continue;
+                    }
+                    return Err(error.into());
+                }
+                PollVerdict::Replay => {
+                    let revoked = state
+                        .store
+                        .revoke_tokens_for_request(env_id, auth_req_id)
+                        .await?;
+                    tracing::warn!(
+                        environment_id = %env_id,
+                        application_id = %app.id,
+                        revoked,
+                        "redeemed auth_req_id presented again; its tokens are revoked"
+                    );
+                    return Err(unknown_auth_req_id().into());
+                }
+                PollVerdict::Redeem => {
+                    let Some(user) = load_user(state, env_id, &req.user_id).await? else {
+                        return Err(unknown_auth_req_id().into());
+                    };
+                    let Some(decision) = &req.decision else {
+                        return Err(unknown_auth_req_id().into());
+                    };
+                    let authn = Authentication {
+                        auth_time: decision.decided_at,
+                        acr: assent_core::ciba::satisfied_acr(
+                            req.acr_values.as_deref(),
+                            decision.channel,
+                        ),
+                        amr: decision.amr.clone(),
+                        auth_req_id: Some(req.auth_req_id.clone()),
+                    };
+                    let scopes: Vec<String> = req.scopes().map(str::to_owned).collect();
+                    let wants_refresh =
+                        req.has_scope("offline_access") && app.has_grant(GrantType::RefreshToken);
+                    let minted =
+                        mint(state, app, &user, &scopes, &authn, wants_refresh, None, now).await?;
+                    if state
+                        .store
+                        .redeem_ciba_request(env_id, auth_req_id, now, &minted.tokens)
+                        .await?
+                    {
+                        tracing::info!(
+                            environment_id = %env_id,
+                            application_id = %app.id,
+                            user_id = %user.id,
+                            "tokens issued for CIBA request"
+                        );
+                        return Ok(minted.response);
+                    }
+                    // Another poll redeemed it first: this one is simply refused.
+                    return Err(unknown_auth_req_id().into());
+                }
+            }
+        }
+        Err(OAuthError::authorization_pending().into())
+    }
+}
+
+/// `refresh_token` (RFC 6749 §6) with rotation; reuse of a rotated token revokes the family.
+pub struct RefreshTokenGrant;
+
+#[async_trait::async_trait]
+impl GrantHandler for RefreshTokenGrant {
+    fn grant_type(&self) -> &'static str {
+        "refresh_token"
+    }
+    fn required_grant(&self) -> GrantType {
+        GrantType::RefreshToken
+    }
+
+    async fn handle(
+        &self,
+        state: &AppState,
+        app: &Application,
+        form: &OAuthForm,
+        now: Timestamp,
+    ) -> Result<Value, OAuthResponseError> {
+        let invalid =
+            || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
+        let token = form.get("refresh_token").ok_or_else(|| {
+            OAuthError::invalid_request("The refresh_token parameter is required.")
+        })?;
+        let env_id = &app.environment_id;
+        let hash = assent_crypto::sha256_b64url(token.as_bytes());
+        let Some(old) = state.store.get_refresh_token(env_id, &hash).await? else {
+            return Err(invalid().into());
+        };
+        // Another client's token is invalid for this one, and is left alone.
+        if old.application_id != app.id {
+            return Err(invalid().into());
+        }
+        let granted: Vec<String> = old
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let scopes = match form.get("scope") {
+            None => granted.clone(),
+            Some(requested) => {
+                let requested: Vec<String> = requested
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if requested.iter().any(|s| !granted.contains(s)) {
+                    return Err(OAuthError::new(
+                        OAuthErrorCode::InvalidScope,
+                        "The requested scope exceeds the scope originally granted.",
+                    )
+                    .into());
+                }
+                // Keep offline_access: the client is continuing the refresh family.
+                let mut s = requested;
+                if !s.iter().any(|x| x == "offline_access") {
+                    s.push("offline_access".into());
+                }
+                s
+            }
+        };
+        let Some(user) = load_user(state, env_id, &old.user_id)
+            .await?
+            .filter(|u| u.enabled)
+        else {
+            state
+                .store
+                .revoke_refresh_family(env_id, &old.family_id)
+                .await?;
+            return Err(invalid().into());
+        };
+        let authn = Authentication {
+            auth_time: old.auth_time,
+            acr: old.acr.clone(),
+            amr: old.amr.clone(),
+            auth_req_id: old.auth_req_id.clone(),
+        };
+        let minted = mint(
+            state,
+            app,
+            &user,
+            &scopes,
+            &authn,
+            true,
+            Some(old.family_id.clone()),
+            now,
+        )
+        .await?;
+        let Some(new_refresh) = &minted.tokens.refresh_token else {
+            return Err(invalid().into());
+        };
+        match state
+            .store
+            .rotate_refresh_token(env_id, &hash, now, new_refresh, &minted.tokens.access_token)
+            .await?
+        {
+            RefreshOutcome::Rotated(_) => Ok(minted.response),
+            RefreshOutcome::Reused => {
+                tracing::warn!(
+                    environment_id = %env_id,
+                    application_id = %app.id,
+                    "rotated refresh token reused; its family is revoked"
+                );
+                Err(invalid().into())
+            }
+            RefreshOutcome::Invalid => Err(invalid().into()),
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Assent's persistence. One [`Store`] trait, whose semantics hold on SQLite and PostgreSQL
+//! alike: every state change that must be atomic (decisions, redemption, poll bookkeeping,
+//! refresh-token rotation, single-use `jti`s) is a single conditional write that reports
+//! whether it won, so no race between requests or nodes can issue tokens twice.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use assent_core::ciba::PollUpdate;
+use assent_core::{
+    AccessTokenRecord, Application, CibaRequest, CibaStatus, Decision, Environment, IssuedTokens,
+    ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User,
+};
+
+pub mod sqlite;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist (in this environment).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint was violated; the string names the field (e.g. "username").
+    #[error("{0} must be unique")]
+    Conflict(String),
+    /// The database is unreachable or failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Filters for listing CIBA requests. `status` filters by the status a reader sees at `now`
+/// (so `Expired` finds unredeemed requests past their expiry, `Pending` excludes them).
+#[derive(Clone, Debug, Default)]
+pub struct CibaRequestFilter {
+    pub status: Option<CibaStatus>,
+    pub user_id: Option<String>,
+    pub application_id: Option<String>,
+}
+
+/// Outcome of presenting a refresh token for rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // returned once per refresh grant; boxing buys nothing
+pub enum RefreshOutcome {
+    /// The token was current: it is now rotated, the new one stored. Holds the old record.
+    Rotated(RefreshTokenRecord),
+    /// The token had already been rotated (or revoked): its whole family is now revoked.
+    Reused,
+    /// Unknown, expired, or of another environment.
+    Invalid,
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- environments -------------------------------------------------------------------
+    async fn create_environment(&self, env: &Environment) -> StoreResult<()>;
+    async fn get_environment(&self, id: &str) -> StoreResult<Environment>;
+    async fn list_environments(&self, page: &Page) -> StoreResult<ListPage<Environment>>;
+    async fn update_environment(&self, env: &Environment) -> StoreResult<()>;
+    /// Deletes the environment and everything in it.
+    async fn delete_environment(&self, id: &str) -> StoreResult<()>;
+
+    // --- applications -------------------------------------------------------------------
+    /// `secret_sealed` is the client secret encrypted by the caller.
+    async fn create_application(&self, app: &Application, secret_sealed: &[u8]) -> StoreResult<()>;
+    async fn get_application(&self, env_id: &str, id: &str) -> StoreResult<Application>;
+    async fn list_applications(
+        &self,
+        env_id: &str,
+        page: &Page,
+    ) -> StoreResult<ListPage<Application>>;
+    async fn update_application(&self, app: &Application) -> StoreResult<()>;
+    async fn delete_application(&self, env_id: &str, id: &str) -> StoreResult<()>;
+    async fn get_application_secret(&self, env_id: &str, id: &str) -> StoreResult<Vec<u8>>;
+    async fn set_application_secret(
+        &self,
+        env_id: &str,
+        id: &str,
+        secret_sealed: &[u8],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    // --- users --------------------------------------------------------------------------
+    /// Usernames and emails are unique per environment, case-insensitively
+    /// (`StoreError::Conflict("username" | "email")`).
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    async fn get_user(&self, env_id: &str, id: &str) -> StoreResult<User>;
+    /// Case-insensitive match.
+    async fn find_user_by_username(
+        &self,
+        env_id: &str,
+        username: &str,
+    ) -> StoreResult<Option<User>>;
+    /// Case-insensitive match.
+    async fn find_user_by_email(&self, env_id: &str, email: &str) -> StoreResult<Option<User>>;
+    /// `phone` already normalised by the caller (`validate::normalize_phone`); compared against
+    /// the normalised stored number.
+    async fn find_user_by_phone(&self, env_id: &str, phone: &str) -> StoreResult<Option<User>>;
+    /// `username`: exact (case-insensitive) filter when given.
+    async fn list_users(
+        &self,
+        env_id: &str,
+        username: Option<&str>,
+        page: &Page,
+    ) -> StoreResult<ListPage<User>>;
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    async fn delete_user(&self, env_id: &str, id: &str) -> StoreResult<()>;
+
+    // --- signing keys -------------------------------------------------------------------
+    /// Stores `key` as the current key for its algorithm; the previous current key of that
+    /// algorithm (if any) stops being current and gets `retire_at = previous_retire_at`. Atomic.
+    async fn insert_signing_key(
+        &self,
+        key: &SigningKey,
+        previous_retire_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// All keys of the environment, newest first, including retired ones.
+    async fn list_signing_keys(&self, env_id: &str) -> StoreResult<Vec<SigningKey>>;
+    async fn current_signing_key(
+        &self,
+        env_id: &str,
+        alg: SigningAlgorithm,
+    ) -> StoreResult<Option<SigningKey>>;
+
+    // --- CIBA requests ------------------------------------------------------------------
+    /// Durable on return.
+    async fn insert_ciba_request(&self, req: &CibaRequest) -> StoreResult<()>;
+    async fn get_ciba_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<CibaRequest>;
+    async fn list_ciba_requests(
+        &self,
+        env_id: &str,
+        filter: &CibaRequestFilter,
+        now: Timestamp,
+        page: &Page,
+    ) -> StoreResult<ListPage<CibaRequest>>;
+    /// Records a poll if `last_polled_at` still equals `update.expected_last_polled_at` and the
+    /// request is still pending. Returns whether it was recorded (false: re-read and re-judge).
+    async fn record_poll(
+        &self,
+        env_id: &str,
+        auth_req_id: &str,
+        update: &PollUpdate,
+    ) -> StoreResult<bool>;
+    /// Stores the decision and the matching status (APPROVED, DENIED, CANCELLED) if the
+    /// request is pending and `now < expires_at`. Returns whether this decision won.
+    async fn decide_ciba_request(
+        &self,
+        env_id: &str,
+        auth_req_id: &str,
+        decision: &Decision,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// If the request is APPROVED and `now < expires_at`: marks it REDEEMED and stores the
+    /// token records, in one transaction. Returns whether this call redeemed it (exactly one
+    /// concurrent caller gets true).
+    async fn redeem_ciba_request(
+        &self,
+        env_id: &str,
+        auth_req_id: &str,
+        now: Timestamp,
+        tokens: &IssuedTokens,
+    ) -> StoreResult<bool>;
+
+    // --- tokens -------------------------------------------------------------------------
+    async fn get_access_token(
+        &self,
+        env_id: &str,
+        jti: &str,
+    ) -> StoreResult<Option<AccessTokenRecord>>;
+    async fn insert_access_token(&self, token: &AccessTokenRecord) -> StoreResult<()>;
+    /// Returns whether a token was revoked.
+    async fn revoke_access_token(&self, env_id: &str, jti: &str) -> StoreResult<bool>;
+    /// Revokes every access and refresh token issued from that CIBA request (replayed
+    /// `auth_req_id`). Returns how many tokens were revoked.
+    async fn revoke_tokens_for_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<u64>;
+    async fn get_refresh_token(
+        &self,
+        env_id: &str,
+        token_hash: &str,
+    ) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// Atomically: if `token_hash` is current (not rotated, not revoked, `now < expires_at`),
+    /// mark it rotated and insert `new_token` (and `new_access`); if it was already rotated or
+    /// revoked, revoke its family (refresh and access tokens); otherwise `Invalid`.
+    async fn rotate_refresh_token(
+        &self,
+        env_id: &str,
+        token_hash: &str,
+        now: Timestamp,
+        new_token: &RefreshTokenRecord,
+        new_access: &AccessTokenRecord,
+    ) -> StoreResult<RefreshOutcome>;
+    /// Revokes every refresh token of the family and the access tokens issued with them.
+    async fn revoke_refresh_family(&self, env_id: &str, family_id: &str) -> StoreResult<u64>;
+
+    // --- single-use JWT ids -------------------------------------------------------------
+    /// Remembers `jti` under `namespace` (e.g. "client_assertion:<client_id>") until
+    /// `expires_at`. Returns false if it was already remembered and not yet expired.
+    async fn use_jti(
+        &self,
+        env_id: &str,
+        namespace: &str,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Deletes what is past keeping at `now` (expired jtis, tokens, requests answerable no
+    /// longer). Returns rows deleted.
+    async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
+}

@@ -1,0 +1,197 @@
+//! Decoding rows into domain values: one function per table, plus the column helpers they share.
+//! Anything that does not decode is `StoreError::Corrupt`, naming the column.
+
+use assent_core::{
+    AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaStatus, DeliveryMode,
+    Environment, EnvironmentType, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp,
+    TokenEndpointAuthMethod, User,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite};
+
+use crate::{StoreError, StoreResult};
+
+fn get<'r, T>(row: &'r SqliteRow, col: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(col)
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn ts(row: &SqliteRow, col: &str) -> StoreResult<Timestamp> {
+    get::<i64>(row, col).map(Timestamp)
+}
+
+fn opt_ts(row: &SqliteRow, col: &str) -> StoreResult<Option<Timestamp>> {
+    get::<Option<i64>>(row, col).map(|v| v.map(Timestamp))
+}
+
+/// A wire-named enum stored as its `as_str()` text.
+fn wire<E>(row: &SqliteRow, col: &str, parse: fn(&str) -> Option<E>) -> StoreResult<E> {
+    let text: String = get(row, col)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{col}: unknown value {text:?}")))
+}
+
+fn opt_wire<E>(row: &SqliteRow, col: &str, parse: fn(&str) -> Option<E>) -> StoreResult<Option<E>> {
+    match get::<Option<String>>(row, col)? {
+        None => Ok(None),
+        Some(text) => parse(&text)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("{col}: unknown value {text:?}"))),
+    }
+}
+
+fn json<T: DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+    let text: String = get(row, col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn opt_json<T: DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
+    match get::<Option<String>>(row, col)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))),
+    }
+}
+
+/// Encodes a value for a JSON TEXT column.
+pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode JSON: {e}")))
+}
+
+pub(super) fn opt_to_json<T: Serialize>(value: Option<&T>) -> StoreResult<Option<String>> {
+    value.map(to_json).transpose()
+}
+
+pub(super) fn environment(row: &SqliteRow) -> StoreResult<Environment> {
+    Ok(Environment {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        env_type: wire(row, "env_type", EnvironmentType::parse)?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub(super) fn application(row: &SqliteRow) -> StoreResult<Application> {
+    Ok(Application {
+        id: get(row, "id")?,
+        environment_id: get(row, "environment_id")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        enabled: get(row, "enabled")?,
+        protocol: get(row, "protocol")?,
+        app_type: get(row, "app_type")?,
+        grant_types: json(row, "grant_types")?,
+        token_endpoint_auth_method: wire(
+            row,
+            "token_endpoint_auth_method",
+            TokenEndpointAuthMethod::parse,
+        )?,
+        jwks: opt_json(row, "jwks")?,
+        jwks_url: get(row, "jwks_url")?,
+        id_token_signing_algorithm: wire(
+            row,
+            "id_token_signing_algorithm",
+            SigningAlgorithm::parse,
+        )?,
+        access_token_duration_seconds: get(row, "access_token_duration_seconds")?,
+        refresh_token_duration_seconds: get(row, "refresh_token_duration_seconds")?,
+        ciba: json(row, "ciba")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub(super) fn user(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: get(row, "id")?,
+        environment_id: get(row, "environment_id")?,
+        username: get(row, "username")?,
+        email: get(row, "email")?,
+        given_name: get(row, "given_name")?,
+        family_name: get(row, "family_name")?,
+        phone_number: get(row, "phone_number")?,
+        password_hash: get(row, "password_hash")?,
+        enabled: get(row, "enabled")?,
+        auto_decision: opt_wire(row, "auto_decision", AutoDecision::parse)?,
+        auto_decision_delay_ms: get(row, "auto_decision_delay_ms")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub(super) fn signing_key(row: &SqliteRow) -> StoreResult<SigningKey> {
+    Ok(SigningKey {
+        id: get(row, "id")?,
+        environment_id: get(row, "environment_id")?,
+        algorithm: wire(row, "algorithm", SigningAlgorithm::parse)?,
+        public_jwk: json(row, "public_jwk")?,
+        private_key_sealed: get(row, "private_key_sealed")?,
+        current: get(row, "is_current")?,
+        created_at: ts(row, "created_at")?,
+        retire_at: opt_ts(row, "retire_at")?,
+    })
+}
+
+pub(super) fn ciba_request(row: &SqliteRow) -> StoreResult<CibaRequest> {
+    Ok(CibaRequest {
+        auth_req_id: get(row, "auth_req_id")?,
+        environment_id: get(row, "environment_id")?,
+        application_id: get(row, "application_id")?,
+        user_id: get(row, "user_id")?,
+        scope: get(row, "scope")?,
+        binding_message: get(row, "binding_message")?,
+        acr_values: get(row, "acr_values")?,
+        authorization_details: opt_json(row, "authorization_details")?,
+        delivery_mode: wire(row, "delivery_mode", DeliveryMode::parse)?,
+        client_notification_token: get(row, "client_notification_token")?,
+        created_at: ts(row, "created_at")?,
+        expires_at: ts(row, "expires_at")?,
+        interval_seconds: get(row, "interval_seconds")?,
+        last_polled_at: opt_ts(row, "last_polled_at")?,
+        status: wire(row, "status", CibaStatus::parse)?,
+        decision: opt_json(row, "decision")?,
+        redeemed_at: opt_ts(row, "redeemed_at")?,
+    })
+}
+
+pub(super) fn access_token(row: &SqliteRow) -> StoreResult<AccessTokenRecord> {
+    Ok(AccessTokenRecord {
+        jti: get(row, "jti")?,
+        environment_id: get(row, "environment_id")?,
+        application_id: get(row, "application_id")?,
+        user_id: get(row, "user_id")?,
+        scope: get(row, "scope")?,
+        auth_req_id: get(row, "auth_req_id")?,
+        refresh_family_id: get(row, "refresh_family_id")?,
+        issued_at: ts(row, "issued_at")?,
+        expires_at: ts(row, "expires_at")?,
+        revoked: get(row, "revoked")?,
+    })
+}
+
+pub(super) fn refresh_token(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> {
+    Ok(RefreshTokenRecord {
+        token_hash: get(row, "token_hash")?,
+        family_id: get(row, "family_id")?,
+        environment_id: get(row, "environment_id")?,
+        application_id: get(row, "application_id")?,
+        user_id: get(row, "user_id")?,
+        scope: get(row, "scope")?,
+        auth_req_id: get(row, "auth_req_id")?,
+        auth_time: ts(row, "auth_time")?,
+        acr: get(row, "acr")?,
+        amr: json(row, "amr")?,
+        issued_at: ts(row, "issued_at")?,
+        expires_at: ts(row, "expires_at")?,
+        rotated_at: opt_ts(row, "rotated_at")?,
+        revoked: get(row, "revoked")?,
+    })
+}

@@ -1,0 +1,2198 @@
+//! The one behavioural test suite every [`Store`] implementation must pass.
+//!
+//! Each test is a `pub async fn` taking the store as `&dyn Store` (or, for tests that spawn
+//! concurrent tasks, an `Arc<dyn Store>`), so SQLite and PostgreSQL run the very same
+//! assertions. Tests never sleep: time is a fixed [`NOW`] passed explicitly. They create their
+//! own environments with fresh ids and assert only about rows they created, so they also pass
+//! against a database shared between tests (counts from `purge_expired` are lower bounds).
+//!
+//! # Usage
+//!
+//! Enable the `testsuite` feature for tests (e.g.
+//! `[dev-dependencies] assent-store = { path = "...", features = ["testsuite"] }`, plus `tokio`
+//! with the `macros` and `rt-multi-thread` features), then in an integration test:
+//!
+//! ```ignore
+//! async fn store() -> assent_store::SqliteStore {
+//!     assent_store::SqliteStore::open_in_memory().await.unwrap()
+//! }
+//! assent_store::store_test_suite!(store());
+//! ```
+//!
+//! The factory expression is awaited once per test and must yield a value of a type that
+//! implements [`Store`] (a fresh, migrated store). The macro expands to one `#[tokio::test]`
+//! per suite function; invoke it in separate modules to run the suite against several stores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use assent_core::ciba::PollUpdate;
+use assent_core::{
+    AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaSettings, CibaStatus, Decision,
+    DecisionChannel, DecisionOutcome, DeliveryMode, Environment, EnvironmentType, GrantType,
+    IssuedTokens, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp,
+    TokenEndpointAuthMethod, User, new_id,
+};
+
+use crate::{CibaRequestFilter, RefreshOutcome, Store, StoreError};
+
+/// Expands to one `#[tokio::test]` per suite function, each on a fresh store from `$factory`
+/// (an expression whose `.await` yields an `impl Store`). See the module documentation.
+#[macro_export]
+macro_rules! store_test_suite {
+    ($factory:expr) => {
+        $crate::store_test_suite!(@by_ref $factory;
+            environments_crud,
+            environments_paging,
+            delete_environment_cascades,
+            applications_crud,
+            application_secret,
+            applications_isolated_between_environments,
+            applications_paging,
+            malformed_cursor_is_rejected,
+            users_crud,
+            usernames_and_emails_unique_case_insensitively,
+            same_username_in_another_environment,
+            find_users,
+            list_users_by_username,
+            delete_user_cascades,
+            delete_application_cascades,
+            signing_key_rotation,
+            signing_keys_per_algorithm,
+            ciba_insert_get,
+            ciba_record_poll_compare_and_set,
+            ciba_decide_once,
+            ciba_decide_after_expiry,
+            ciba_deny_and_cancel,
+            ciba_redeem_once,
+            ciba_redeem_requires_approved_unexpired,
+            ciba_list_filters,
+            access_tokens,
+            revoke_tokens_for_request,
+            refresh_rotation_and_reuse,
+            refresh_invalid,
+            revoke_refresh_family,
+            use_jti_once,
+            purge_expired,
+        );
+        $crate::store_test_suite!(@shared $factory;
+            ciba_redeem_concurrently,
+        );
+    };
+    (@by_ref $factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $name() {
+                let store = $factory.await;
+                $crate::testsuite::$name(&store).await;
+            }
+        )+
+    };
+    (@shared $factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn $crate::Store> =
+                    ::std::sync::Arc::new($factory.await);
+                $crate::testsuite::$name(store).await;
+            }
+        )+
+    };
+}
+
+/// The fixed "now" of every test.
+pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+// --- fixtures ---------------------------------------------------------------------------------
+
+pub fn environment() -> Environment {
+    Environment {
+        id: new_id(),
+        name: "Test environment".into(),
+        description: Some("for the store test suite".into()),
+        env_type: EnvironmentType::Sandbox,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+pub fn application(env_id: &str) -> Application {
+    Application {
+        id: new_id(),
+        environment_id: env_id.into(),
+        name: "Test app".into(),
+        description: None,
+        enabled: true,
+        protocol: "OPENID_CONNECT".into(),
+        app_type: "CUSTOM_APP".into(),
+        grant_types: vec![GrantType::Ciba, GrantType::RefreshToken],
+        token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
+        jwks: Some(serde_json::json!({"keys": []})),
+        jwks_url: None,
+        id_token_signing_algorithm: SigningAlgorithm::RS256,
+        access_token_duration_seconds: 3600,
+        refresh_token_duration_seconds: 86400,
+        ciba: CibaSettings::default(),
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+pub fn user(env_id: &str, username: &str) -> User {
+    User {
+        id: new_id(),
+        environment_id: env_id.into(),
+        username: username.into(),
+        email: Some(format!("{username}@example.com")),
+        given_name: Some("Given".into()),
+        family_name: Some("Family".into()),
+        phone_number: None,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        enabled: true,
+        auto_decision: None,
+        auto_decision_delay_ms: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+pub fn ciba_request(env_id: &str, app_id: &str, user_id: &str) -> CibaRequest {
+    CibaRequest {
+        auth_req_id: new_id(),
+        environment_id: env_id.into(),
+        application_id: app_id.into(),
+        user_id: user_id.into(),
+        scope: "openid profile".into(),
+        binding_message: Some("W4SCT".into()),
+        acr_values: None,
+        authorization_details: Some(serde_json::json!([{"type": "payment"}])),
+        delivery_mode: DeliveryMode::Poll,
+        client_notification_token: None,
+        created_at: NOW,
+        expires_at: NOW.plus_secs(120),
+        interval_seconds: 2,
+        last_polled_at: None,
+        status: CibaStatus::Pending,
+        decision: None,
+        redeemed_at: None,
+    }
+}
+
+pub fn decision(outcome: DecisionOutcome) -> Decision {
+    Decision {
+        outcome,
+        channel: DecisionChannel::Web,
+        device_id: None,
+        amr: vec!["pwd".into()],
+        evidence: Some(serde_json::json!({"ip": "192.0.2.1"})),
+        decided_at: NOW,
+    }
+}
+
+pub fn access_token(req: &CibaRequest) -> AccessTokenRecord {
+    AccessTokenRecord {
+        jti: new_id(),
+        environment_id: req.environment_id.clone(),
+        application_id: req.application_id.clone(),
+        user_id: Some(req.user_id.clone()),
+        scope: req.scope.clone(),
+        auth_req_id: Some(req.auth_req_id.clone()),
+        refresh_family_id: None,
+        issued_at: NOW,
+        expires_at: NOW.plus_secs(3600),
+        revoked: false,
+    }
+}
+
+pub fn refresh_token(req: &CibaRequest, family_id: &str) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_hash: new_id(),
+        family_id: family_id.into(),
+        environment_id: req.environment_id.clone(),
+        application_id: req.application_id.clone(),
+        user_id: req.user_id.clone(),
+        scope: req.scope.clone(),
+        auth_req_id: Some(req.auth_req_id.clone()),
+        auth_time: NOW,
+        acr: Some("urn:assent:acr:pwd".into()),
+        amr: vec!["pwd".into(), "mfa".into()],
+        issued_at: NOW,
+        expires_at: NOW.plus_secs(86400),
+        rotated_at: None,
+        revoked: false,
+    }
+}
+
+pub fn signing_key(env_id: &str, alg: SigningAlgorithm, created_at: Timestamp) -> SigningKey {
+    let id = new_id();
+    SigningKey {
+        public_jwk: serde_json::json!({"kid": id, "kty": "OKP"}),
+        id,
+        environment_id: env_id.into(),
+        algorithm: alg,
+        private_key_sealed: vec![1, 2, 3, 4],
+        current: true,
+        created_at,
+        retire_at: None,
+    }
+}
+
+/// An environment with one application and one user in it.
+pub struct Seed {
+    pub env: Environment,
+    pub app: Application,
+    pub user: User,
+}
+
+pub async fn seed(store: &dyn Store) -> Seed {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let app = application(&env.id);
+    store.create_application(&app, b"sealed").await.unwrap();
+    let user = user(&env.id, "alice");
+    store.create_user(&user).await.unwrap();
+    Seed { env, app, user }
+}
+
+impl Seed {
+    pub fn request(&self) -> CibaRequest {
+        ciba_request(&self.env.id, &self.app.id, &self.user.id)
+    }
+
+    /// Inserts a pending request and returns it.
+    pub async fn pending(&self, store: &dyn Store) -> CibaRequest {
+        let req = self.request();
+        store.insert_ciba_request(&req).await.unwrap();
+        req
+    }
+
+    /// Inserts a request and approves it.
+    pub async fn approved(&self, store: &dyn Store) -> CibaRequest {
+        let req = self.pending(store).await;
+        let won = store
+            .decide_ciba_request(
+                &self.env.id,
+                &req.auth_req_id,
+                &decision(DecisionOutcome::Approve),
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert!(won);
+        req
+    }
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    assert!(
+        matches!(result, Err(StoreError::NotFound)),
+        "expected NotFound, got {result:?}"
+    );
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, field: &str) {
+    match result {
+        Err(StoreError::Conflict(f)) => assert_eq!(f, field),
+        other => panic!("expected Conflict({field}), got {other:?}"),
+    }
+}
+
+// --- environments -----------------------------------------------------------------------------
+
+pub async fn environments_crud(store: &dyn Store) {
+    store.ping().await.unwrap();
+    let mut env = environment();
+    store.create_environment(&env).await.unwrap();
+    assert_eq!(store.get_environment(&env.id).await.unwrap(), env);
+    assert_conflict(store.create_environment(&env).await, "id");
+
+    env.name = "Renamed".into();
+    env.description = None;
+    env.env_type = EnvironmentType::Production;
+    env.updated_at = NOW.plus_secs(1);
+    store.update_environment(&env).await.unwrap();
+    assert_eq!(store.get_environment(&env.id).await.unwrap(), env);
+
+    store.delete_environment(&env.id).await.unwrap();
+    assert_not_found(store.get_environment(&env.id).await);
+    assert_not_found(store.delete_environment(&env.id).await);
+    assert_not_found(store.update_environment(&env).await);
+}
+
+pub async fn environments_paging(store: &dyn Store) {
+    // Far-future creation times put these after anything else in a shared database.
+    let base = Timestamp(4_000_000_000_000);
+    let mut created = Vec::new();
+    for i in 0..3 {
+        let mut env = environment();
+        env.created_at = base.plus_millis(i);
+        store.create_environment(&env).await.unwrap();
+        created.push(env);
+    }
+    let mut seen = Vec::new();
+    let mut page = Page::first(2);
+    loop {
+        let list = store.list_environments(&page).await.unwrap();
+        assert!(list.items.len() <= 2);
+        assert!(list.total >= 3);
+        seen.extend(list.items);
+        match list.next {
+            Some(next) => page.cursor = Some(next),
+            None => break,
+        }
+    }
+    let ours: Vec<_> = seen
+        .iter()
+        .filter(|e| created.contains(e))
+        .cloned()
+        .collect();
+    assert_eq!(ours, created);
+    for env in &created {
+        store.delete_environment(&env.id).await.unwrap();
+    }
+}
+
+pub async fn delete_environment_cascades(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(refresh_token(&req, "fam")),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    store
+        .insert_signing_key(&signing_key(&s.env.id, SigningAlgorithm::ES256, NOW), NOW)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .use_jti(&s.env.id, "ns", "j1", NOW.plus_secs(60), NOW)
+            .await
+            .unwrap()
+    );
+
+    store.delete_environment(&s.env.id).await.unwrap();
+
+    assert_not_found(store.get_application(&s.env.id, &s.app.id).await);
+    assert_not_found(store.get_user(&s.env.id, &s.user.id).await);
+    assert_not_found(store.get_ciba_request(&s.env.id, &req.auth_req_id).await);
+    assert!(store.list_signing_keys(&s.env.id).await.unwrap().is_empty());
+    let jti = &tokens.access_token.jti;
+    assert_eq!(store.get_access_token(&s.env.id, jti).await.unwrap(), None);
+    let hash = &tokens.refresh_token.as_ref().unwrap().token_hash;
+    assert_eq!(
+        store.get_refresh_token(&s.env.id, hash).await.unwrap(),
+        None
+    );
+    // Recreating the environment starts from nothing: the jti is usable again.
+    let mut again = s.env.clone();
+    again.name = "Again".into();
+    store.create_environment(&again).await.unwrap();
+    assert!(
+        store
+            .use_jti(&s.env.id, "ns", "j1", NOW.plus_secs(60), NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .list_applications(&s.env.id, &Page::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+}
+
+// --- applications -----------------------------------------------------------------------------
+
+pub async fn applications_crud(store: &dyn Store) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let mut app = application(&env.id);
+    app.jwks = Some(serde_json::Value::String("{\"keys\":[]}".into()));
+    store.create_application(&app, b"secret").await.unwrap();
+    assert_eq!(store.get_application(&env.id, &app.id).await.unwrap(), app);
+    assert_conflict(store.create_application(&app, b"secret").await, "id");
+
+    app.name = "Renamed".into();
+    app.description = Some("described".into());
+    app.enabled = false;
+    app.grant_types = vec![GrantType::ClientCredentials];
+    app.token_endpoint_auth_method = TokenEndpointAuthMethod::PrivateKeyJwt;
+    app.jwks = None;
+    app.jwks_url = Some("https://client.example/jwks".into());
+    app.id_token_signing_algorithm = SigningAlgorithm::EdDSA;
+    app.access_token_duration_seconds = 60;
+    app.refresh_token_duration_seconds = 120;
+    app.ciba.delivery_mode = DeliveryMode::Ping;
+    app.ciba.notification_endpoint = Some("https://client.example/cb".into());
+    app.updated_at = NOW.plus_secs(5);
+    store.update_application(&app).await.unwrap();
+    assert_eq!(store.get_application(&env.id, &app.id).await.unwrap(), app);
+
+    store.delete_application(&env.id, &app.id).await.unwrap();
+    assert_not_found(store.get_application(&env.id, &app.id).await);
+    assert_not_found(store.delete_application(&env.id, &app.id).await);
+    assert_not_found(store.update_application(&app).await);
+
+    // An application in an environment that does not exist.
+    assert_not_found(
+        store
+            .create_application(&application(&new_id()), b"s")
+            .await,
+    );
+}
+
+pub async fn application_secret(store: &dyn Store) {
+    let s = seed(store).await;
+    assert_eq!(
+        store
+            .get_application_secret(&s.env.id, &s.app.id)
+            .await
+            .unwrap(),
+        b"sealed"
+    );
+    let later = NOW.plus_secs(10);
+    store
+        .set_application_secret(&s.env.id, &s.app.id, b"rotated", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_application_secret(&s.env.id, &s.app.id)
+            .await
+            .unwrap(),
+        b"rotated"
+    );
+    assert_eq!(
+        store
+            .get_application(&s.env.id, &s.app.id)
+            .await
+            .unwrap()
+            .updated_at,
+        later
+    );
+    assert_not_found(store.get_application_secret(&s.env.id, "nope").await);
+    assert_not_found(
+        store
+            .set_application_secret(&s.env.id, "nope", b"x", later)
+            .await,
+    );
+}
+
+pub async fn applications_isolated_between_environments(store: &dyn Store) {
+    let a = seed(store).await;
+    let b = seed(store).await;
+    assert_not_found(store.get_application(&b.env.id, &a.app.id).await);
+    assert_not_found(store.get_application_secret(&b.env.id, &a.app.id).await);
+    assert_not_found(
+        store
+            .set_application_secret(&b.env.id, &a.app.id, b"x", NOW)
+            .await,
+    );
+    assert_not_found(store.delete_application(&b.env.id, &a.app.id).await);
+    let mut moved = a.app.clone();
+    moved.environment_id = b.env.id.clone();
+    assert_not_found(store.update_application(&moved).await);
+    assert_not_found(store.get_user(&b.env.id, &a.user.id).await);
+
+    let list = store
+        .list_applications(&b.env.id, &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(list.total, 1);
+    assert_eq!(list.items, vec![b.app.clone()]);
+    // A still has its application, untouched.
+    assert_eq!(
+        store.get_application(&a.env.id, &a.app.id).await.unwrap(),
+        a.app
+    );
+    assert_eq!(
+        store
+            .get_application_secret(&a.env.id, &a.app.id)
+            .await
+            .unwrap(),
+        b"sealed"
+    );
+}
+
+pub async fn applications_paging(store: &dyn Store) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let mut apps = Vec::new();
+    for i in 0..5 {
+        let mut app = application(&env.id);
+        // Two share a creation time: the id breaks the tie.
+        app.created_at = NOW.plus_millis(i.min(3));
+        store.create_application(&app, b"s").await.unwrap();
+        apps.push(app);
+    }
+    apps.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
+
+    let first = store
+        .list_applications(&env.id, &Page::first(2))
+        .await
+        .unwrap();
+    assert_eq!(first.total, 5);
+    assert_eq!(first.items, apps[0..2]);
+    let next = first.next.clone().expect("a next cursor");
+
+    let second = store
+        .list_applications(
+            &env.id,
+            &Page {
+                limit: 2,
+                cursor: Some(next),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.total, 5);
+    assert_eq!(second.items, apps[2..4]);
+
+    let third = store
+        .list_applications(
+            &env.id,
+            &Page {
+                limit: 2,
+                cursor: second.next.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(third.total, 5);
+    assert_eq!(third.items, apps[4..5]);
+    assert_eq!(third.next, None);
+
+    // Limit 0 is the default limit: everything fits.
+    let all = store
+        .list_applications(&env.id, &Page::first(0))
+        .await
+        .unwrap();
+    assert_eq!(all.items, apps);
+    assert_eq!(all.next, None);
+    // An exact fit has no next page either.
+    let exact = store
+        .list_applications(&env.id, &Page::first(5))
+        .await
+        .unwrap();
+    assert_eq!(exact.items.len(), 5);
+    assert_eq!(exact.next, None);
+}
+
+pub async fn malformed_cursor_is_rejected(store: &dyn Store) {
+    let s = seed(store).await;
+    for cursor in ["", "garbage", "x:y"] {
+        let page = Page {
+            limit: 2,
+            cursor: Some(cursor.into()),
+        };
+        let result = store.list_applications(&s.env.id, &page).await;
+        assert!(
+            matches!(result, Err(StoreError::Corrupt(_))),
+            "{cursor:?}: {result:?}"
+        );
+    }
+}
+
+// --- users ------------------------------------------------------------------------------------
+
+pub async fn users_crud(store: &dyn Store) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let mut u = user(&env.id, "Bob");
+    u.phone_number = Some("+1 (555) 010-9999".into());
+    u.auto_decision = Some(AutoDecision::Approve);
+    u.auto_decision_delay_ms = Some(1500);
+    store.create_user(&u).await.unwrap();
+    assert_eq!(store.get_user(&env.id, &u.id).await.unwrap(), u);
+
+    u.username = "Robert".into();
+    u.email = None;
+    u.given_name = None;
+    u.phone_number = Some("+15550100000".into());
+    u.password_hash = None;
+    u.enabled = false;
+    u.auto_decision = Some(AutoDecision::Deny);
+    u.auto_decision_delay_ms = None;
+    u.updated_at = NOW.plus_secs(3);
+    store.update_user(&u).await.unwrap();
+    assert_eq!(store.get_user(&env.id, &u.id).await.unwrap(), u);
+    assert_eq!(
+        store.find_user_by_username(&env.id, "bob").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_user_by_username(&env.id, "ROBERT")
+            .await
+            .unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(
+        store
+            .find_user_by_phone(&env.id, "+15550100000")
+            .await
+            .unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(
+        store
+            .find_user_by_phone(&env.id, "+15550109999")
+            .await
+            .unwrap(),
+        None
+    );
+
+    store.delete_user(&env.id, &u.id).await.unwrap();
+    assert_not_found(store.get_user(&env.id, &u.id).await);
+    assert_not_found(store.delete_user(&env.id, &u.id).await);
+    assert_not_found(store.update_user(&u).await);
+}
+
+pub async fn usernames_and_emails_unique_case_insensitively(store: &dyn Store) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let alice = user(&env.id, "Alice");
+    store.create_user(&alice).await.unwrap();
+
+    let mut dup = user(&env.id, "ALICE");
+    dup.email = Some("other@example.com".into());
+    assert_conflict(store.create_user(&dup).await, "username");
+
+    let mut dup = user(&env.id, "alice2");
+    dup.email = Some("ALICE@Example.COM".into());
+    assert_conflict(store.create_user(&dup).await, "email");
+
+    // Users without email do not collide with each other.
+    let mut no_mail_1 = user(&env.id, "carol");
+    no_mail_1.email = None;
+    let mut no_mail_2 = user(&env.id, "dave");
+    no_mail_2.email = None;
+    store.create_user(&no_mail_1).await.unwrap();
+    store.create_user(&no_mail_2).await.unwrap();
+
+    // Updates are checked too.
+    let mut renamed = no_mail_1.clone();
+    renamed.username = "aLiCe".into();
+    assert_conflict(store.update_user(&renamed).await, "username");
+    let mut remailed = no_mail_2.clone();
+    remailed.email = Some("alice@EXAMPLE.com".into());
+    assert_conflict(store.update_user(&remailed).await, "email");
+    assert_eq!(
+        store.get_user(&env.id, &no_mail_1.id).await.unwrap(),
+        no_mail_1
+    );
+}
+
+pub async fn same_username_in_another_environment(store: &dyn Store) {
+    let a = seed(store).await;
+    let b = environment();
+    store.create_environment(&b).await.unwrap();
+    let twin = user(&b.id, "ALICE");
+    store.create_user(&twin).await.unwrap();
+    assert_eq!(
+        store.find_user_by_username(&b.id, "alice").await.unwrap(),
+        Some(twin)
+    );
+    assert_eq!(
+        store
+            .find_user_by_username(&a.env.id, "alice")
+            .await
+            .unwrap(),
+        Some(a.user)
+    );
+}
+
+pub async fn find_users(store: &dyn Store) {
+    let s = seed(store).await;
+    let mut u = user(&s.env.id, "Erin.Smith");
+    u.email = Some("Erin.Smith@Example.com".into());
+    u.phone_number = Some("+44 20 7946 0958".into());
+    store.create_user(&u).await.unwrap();
+
+    let by_name = store
+        .find_user_by_username(&s.env.id, "erin.smith")
+        .await
+        .unwrap();
+    assert_eq!(by_name, Some(u.clone()));
+    let by_mail = store
+        .find_user_by_email(&s.env.id, "ERIN.SMITH@EXAMPLE.COM")
+        .await
+        .unwrap();
+    assert_eq!(by_mail, Some(u.clone()));
+    let by_phone = store
+        .find_user_by_phone(&s.env.id, "+442079460958")
+        .await
+        .unwrap();
+    assert_eq!(by_phone, Some(u.clone()));
+
+    assert_eq!(
+        store
+            .find_user_by_username(&s.env.id, "nobody")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_user_by_email(&s.env.id, "nobody@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_user_by_phone(&s.env.id, "+10000000000")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let other = environment();
+    store.create_environment(&other).await.unwrap();
+    assert_eq!(
+        store
+            .find_user_by_username(&other.id, "erin.smith")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_user_by_email(&other.id, "erin.smith@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_user_by_phone(&other.id, "+442079460958")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn list_users_by_username(store: &dyn Store) {
+    let s = seed(store).await;
+    let mut bob = user(&s.env.id, "Bob");
+    bob.created_at = NOW.plus_millis(1);
+    store.create_user(&bob).await.unwrap();
+
+    let all = store
+        .list_users(&s.env.id, None, &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(all.total, 2);
+    assert_eq!(all.items, vec![s.user.clone(), bob.clone()]);
+
+    let filtered = store
+        .list_users(&s.env.id, Some("BOB"), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(filtered.total, 1);
+    assert_eq!(filtered.items, vec![bob]);
+    assert_eq!(filtered.next, None);
+
+    let none = store
+        .list_users(&s.env.id, Some("nobody"), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
+    assert!(none.items.is_empty());
+
+    let paged = store
+        .list_users(&s.env.id, None, &Page::first(1))
+        .await
+        .unwrap();
+    assert_eq!(paged.total, 2);
+    assert_eq!(paged.items, vec![s.user]);
+    assert!(paged.next.is_some());
+}
+
+pub async fn delete_user_cascades(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(refresh_token(&req, "fam")),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+
+    store.delete_user(&s.env.id, &s.user.id).await.unwrap();
+    assert_not_found(store.get_ciba_request(&s.env.id, &req.auth_req_id).await);
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &tokens.access_token.jti)
+            .await
+            .unwrap(),
+        None
+    );
+    let hash = &tokens.refresh_token.as_ref().unwrap().token_hash;
+    assert_eq!(
+        store.get_refresh_token(&s.env.id, hash).await.unwrap(),
+        None
+    );
+    // The application is untouched.
+    assert_eq!(
+        store.get_application(&s.env.id, &s.app.id).await.unwrap(),
+        s.app
+    );
+}
+
+pub async fn delete_application_cascades(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(refresh_token(&req, "fam")),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+
+    store
+        .delete_application(&s.env.id, &s.app.id)
+        .await
+        .unwrap();
+    assert_not_found(store.get_ciba_request(&s.env.id, &req.auth_req_id).await);
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &tokens.access_token.jti)
+            .await
+            .unwrap(),
+        None
+    );
+    let hash = &tokens.refresh_token.as_ref().unwrap().token_hash;
+    assert_eq!(
+        store.get_refresh_token(&s.env.id, hash).await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_user(&s.env.id, &s.user.id).await.unwrap(), s.user);
+}
+
+// --- signing keys -----------------------------------------------------------------------------
+
+pub async fn signing_key_rotation(store: &dyn Store) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    assert_eq!(
+        store
+            .current_signing_key(&env.id, SigningAlgorithm::RS256)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let first = signing_key(&env.id, SigningAlgorithm::RS256, NOW);
+    store.insert_signing_key(&first, NOW).await.unwrap();
+    assert_eq!(
+        store
+            .current_signing_key(&env.id, SigningAlgorithm::RS256)
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+
+    let retire_at = NOW.plus_secs(7200);
+    let second = signing_key(&env.id, SigningAlgorithm::RS256, NOW.plus_secs(60));
+    store.insert_signing_key(&second, retire_at).await.unwrap();
+    assert_eq!(
+        store
+            .current_signing_key(&env.id, SigningAlgorithm::RS256)
+            .await
+            .unwrap(),
+        Some(second.clone())
+    );
+
+    let keys = store.list_signing_keys(&env.id).await.unwrap();
+    let retired = SigningKey {
+        current: false,
+        retire_at: Some(retire_at),
+        ..first
+    };
+    assert_eq!(keys, vec![second, retired]);
+
+    let other = environment();
+    store.create_environment(&other).await.unwrap();
+    assert!(store.list_signing_keys(&other.id).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .current_signing_key(&other.id, SigningAlgorithm::RS256)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn signing_keys_per_algorithm(store: &dyn Store) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let rsa = signing_key(&env.id, SigningAlgorithm::RS256, NOW);
+    let ec = signing_key(&env.id, SigningAlgorithm::ES256, NOW.plus_secs(1));
+    store
+        .insert_signing_key(&rsa, NOW.plus_secs(100))
+        .await
+        .unwrap();
+    store
+        .insert_signing_key(&ec, NOW.plus_secs(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .current_signing_key(&env.id, SigningAlgorithm::RS256)
+            .await
+            .unwrap(),
+        Some(rsa.clone())
+    );
+    assert_eq!(
+        store
+            .current_signing_key(&env.id, SigningAlgorithm::ES256)
+            .await
+            .unwrap(),
+        Some(ec.clone())
+    );
+    assert_eq!(
+        store
+            .current_signing_key(&env.id, SigningAlgorithm::EdDSA)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.list_signing_keys(&env.id).await.unwrap(),
+        vec![ec, rsa]
+    );
+}
+
+// --- CIBA requests ----------------------------------------------------------------------------
+
+pub async fn ciba_insert_get(store: &dyn Store) {
+    let s = seed(store).await;
+    let mut req = s.request();
+    req.acr_values = Some("urn:assent:acr:pwd urn:assent:acr:hwk".into());
+    req.delivery_mode = DeliveryMode::Ping;
+    req.client_notification_token = Some("8d67dc78-7faa-4d41-aabd-67707b374255".into());
+    req.last_polled_at = Some(NOW);
+    store.insert_ciba_request(&req).await.unwrap();
+    assert_eq!(
+        store
+            .get_ciba_request(&s.env.id, &req.auth_req_id)
+            .await
+            .unwrap(),
+        req
+    );
+    assert_conflict(store.insert_ciba_request(&req).await, "auth_req_id");
+
+    let other = seed(store).await;
+    assert_not_found(
+        store
+            .get_ciba_request(&other.env.id, &req.auth_req_id)
+            .await,
+    );
+    assert_not_found(store.get_ciba_request(&s.env.id, "unknown").await);
+
+    // A request for a user that does not exist is refused.
+    let orphan = ciba_request(&s.env.id, &s.app.id, &new_id());
+    assert_not_found(store.insert_ciba_request(&orphan).await);
+}
+
+pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let id = &req.auth_req_id;
+
+    let first = PollUpdate {
+        expected_last_polled_at: None,
+        last_polled_at: NOW,
+        interval_seconds: 2,
+    };
+    assert!(store.record_poll(&s.env.id, id, &first).await.unwrap());
+    // Same expectation again: stale, refused.
+    let stale = PollUpdate {
+        last_polled_at: NOW.plus_secs(1),
+        ..first
+    };
+    assert!(!store.record_poll(&s.env.id, id, &stale).await.unwrap());
+    let got = store.get_ciba_request(&s.env.id, id).await.unwrap();
+    assert_eq!(got.last_polled_at, Some(NOW));
+    assert_eq!(got.interval_seconds, 2);
+
+    let slow = PollUpdate {
+        expected_last_polled_at: Some(NOW),
+        last_polled_at: NOW.plus_secs(1),
+        interval_seconds: 7,
+    };
+    assert!(store.record_poll(&s.env.id, id, &slow).await.unwrap());
+    assert!(!store.record_poll(&s.env.id, id, &slow).await.unwrap());
+    let got = store.get_ciba_request(&s.env.id, id).await.unwrap();
+    assert_eq!(got.last_polled_at, Some(NOW.plus_secs(1)));
+    assert_eq!(got.interval_seconds, 7);
+
+    // Another environment cannot touch it, nor can a poll be recorded once decided.
+    let other = seed(store).await;
+    let next = PollUpdate {
+        expected_last_polled_at: Some(NOW.plus_secs(1)),
+        last_polled_at: NOW.plus_secs(10),
+        interval_seconds: 7,
+    };
+    assert!(!store.record_poll(&other.env.id, id, &next).await.unwrap());
+    store
+        .decide_ciba_request(
+            &s.env.id,
+            id,
+            &decision(DecisionOutcome::Approve),
+            NOW.plus_secs(2),
+        )
+        .await
+        .unwrap();
+    assert!(!store.record_poll(&s.env.id, id, &next).await.unwrap());
+    assert!(
+        !store
+            .record_poll(&s.env.id, "unknown", &first)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn ciba_decide_once(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let approve = decision(DecisionOutcome::Approve);
+    assert!(
+        store
+            .decide_ciba_request(&s.env.id, &req.auth_req_id, &approve, NOW)
+            .await
+            .unwrap()
+    );
+    let deny = decision(DecisionOutcome::Deny);
+    assert!(
+        !store
+            .decide_ciba_request(&s.env.id, &req.auth_req_id, &deny, NOW)
+            .await
+            .unwrap()
+    );
+
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Approved);
+    assert_eq!(got.decision, Some(approve));
+
+    // Another environment cannot decide it.
+    let other = seed(store).await;
+    let fresh = s.pending(store).await;
+    assert!(
+        !store
+            .decide_ciba_request(&other.env.id, &fresh.auth_req_id, &deny, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_ciba_request(&s.env.id, &fresh.auth_req_id)
+            .await
+            .unwrap(),
+        fresh
+    );
+}
+
+pub async fn ciba_decide_after_expiry(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let approve = decision(DecisionOutcome::Approve);
+    assert!(
+        !store
+            .decide_ciba_request(&s.env.id, &req.auth_req_id, &approve, req.expires_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .decide_ciba_request(
+                &s.env.id,
+                &req.auth_req_id,
+                &approve,
+                req.expires_at.plus_secs(1)
+            )
+            .await
+            .unwrap()
+    );
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Pending);
+    assert_eq!(got.decision, None);
+    // One millisecond before expiry still counts.
+    assert!(
+        store
+            .decide_ciba_request(
+                &s.env.id,
+                &req.auth_req_id,
+                &approve,
+                req.expires_at.plus_millis(-1)
+            )
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn ciba_deny_and_cancel(store: &dyn Store) {
+    let s = seed(store).await;
+    for (outcome, status) in [
+        (DecisionOutcome::Deny, CibaStatus::Denied),
+        (DecisionOutcome::Cancel, CibaStatus::Cancelled),
+        (DecisionOutcome::Approve, CibaStatus::Approved),
+    ] {
+        let req = s.pending(store).await;
+        let d = decision(outcome);
+        assert!(
+            store
+                .decide_ciba_request(&s.env.id, &req.auth_req_id, &d, NOW)
+                .await
+                .unwrap()
+        );
+        let got = store
+            .get_ciba_request(&s.env.id, &req.auth_req_id)
+            .await
+            .unwrap();
+        assert_eq!(got.status, status);
+        assert_eq!(got.decision, Some(d));
+    }
+}
+
+pub async fn ciba_redeem_once(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(refresh_token(&req, &new_id())),
+    };
+    let at = NOW.plus_secs(5);
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, at, &tokens)
+            .await
+            .unwrap()
+    );
+
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Redeemed);
+    assert_eq!(got.redeemed_at, Some(at));
+    let access = store
+        .get_access_token(&s.env.id, &tokens.access_token.jti)
+        .await
+        .unwrap();
+    assert_eq!(access, Some(tokens.access_token.clone()));
+    let refresh = tokens.refresh_token.clone().unwrap();
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &refresh.token_hash)
+            .await
+            .unwrap(),
+        Some(refresh)
+    );
+
+    // A second redemption loses and stores nothing.
+    let again = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: None,
+    };
+    assert!(
+        !store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, at, &again)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &again.access_token.jti)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_ciba_request(&s.env.id, &req.auth_req_id)
+            .await
+            .unwrap()
+            .redeemed_at,
+        Some(at)
+    );
+}
+
+pub async fn ciba_redeem_requires_approved_unexpired(store: &dyn Store) {
+    let s = seed(store).await;
+    let pending = s.pending(store).await;
+    let tokens = IssuedTokens {
+        access_token: access_token(&pending),
+        refresh_token: None,
+    };
+    assert!(
+        !store
+            .redeem_ciba_request(&s.env.id, &pending.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &tokens.access_token.jti)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_ciba_request(&s.env.id, &pending.auth_req_id)
+            .await
+            .unwrap()
+            .status,
+        CibaStatus::Pending
+    );
+
+    let denied = s.pending(store).await;
+    store
+        .decide_ciba_request(
+            &s.env.id,
+            &denied.auth_req_id,
+            &decision(DecisionOutcome::Deny),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let tokens = IssuedTokens {
+        access_token: access_token(&denied),
+        refresh_token: None,
+    };
+    assert!(
+        !store
+            .redeem_ciba_request(&s.env.id, &denied.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+
+    let approved = s.approved(store).await;
+    let tokens = IssuedTokens {
+        access_token: access_token(&approved),
+        refresh_token: None,
+    };
+    assert!(
+        !store
+            .redeem_ciba_request(
+                &s.env.id,
+                &approved.auth_req_id,
+                approved.expires_at,
+                &tokens
+            )
+            .await
+            .unwrap()
+    );
+    let other = seed(store).await;
+    assert!(
+        !store
+            .redeem_ciba_request(&other.env.id, &approved.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_ciba_request(&s.env.id, &approved.auth_req_id)
+            .await
+            .unwrap()
+            .status,
+        CibaStatus::Approved
+    );
+}
+
+/// Twenty concurrent redemptions of one approved request: exactly one wins, and only its
+/// tokens are stored.
+pub async fn ciba_redeem_concurrently(store: Arc<dyn Store>) {
+    let s = seed(store.as_ref()).await;
+    let req = s.approved(store.as_ref()).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = Arc::clone(&store);
+        let env_id = s.env.id.clone();
+        let id = req.auth_req_id.clone();
+        let tokens = IssuedTokens {
+            access_token: access_token(&req),
+            refresh_token: Some(refresh_token(&req, &new_id())),
+        };
+        tasks.push(tokio::spawn(async move {
+            let won = store
+                .redeem_ciba_request(&env_id, &id, NOW, &tokens)
+                .await
+                .unwrap();
+            (won, tokens)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for task in tasks {
+        let (won, tokens) = task.await.unwrap();
+        if won {
+            winners.push(tokens)
+        } else {
+            losers.push(tokens)
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one redemption wins");
+    let winner = &winners[0];
+    assert!(
+        store
+            .get_access_token(&s.env.id, &winner.access_token.jti)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    for loser in &losers {
+        assert_eq!(
+            store
+                .get_access_token(&s.env.id, &loser.access_token.jti)
+                .await
+                .unwrap(),
+            None
+        );
+        let hash = &loser.refresh_token.as_ref().unwrap().token_hash;
+        assert_eq!(
+            store.get_refresh_token(&s.env.id, hash).await.unwrap(),
+            None
+        );
+    }
+}
+
+pub async fn ciba_list_filters(store: &dyn Store) {
+    let s = seed(store).await;
+    let bob = user(&s.env.id, "bob");
+    store.create_user(&bob).await.unwrap();
+    let app2 = application(&s.env.id);
+    store.create_application(&app2, b"s").await.unwrap();
+
+    let later = |r: &mut CibaRequest, ms: i64| r.created_at = NOW.plus_millis(ms);
+    let mut pending = s.request();
+    later(&mut pending, 1);
+    store.insert_ciba_request(&pending).await.unwrap();
+
+    let mut approved = s.request();
+    later(&mut approved, 2);
+    store.insert_ciba_request(&approved).await.unwrap();
+    store
+        .decide_ciba_request(
+            &s.env.id,
+            &approved.auth_req_id,
+            &decision(DecisionOutcome::Approve),
+            NOW,
+        )
+        .await
+        .unwrap();
+
+    let mut denied = ciba_request(&s.env.id, &s.app.id, &bob.id);
+    later(&mut denied, 3);
+    store.insert_ciba_request(&denied).await.unwrap();
+    store
+        .decide_ciba_request(
+            &s.env.id,
+            &denied.auth_req_id,
+            &decision(DecisionOutcome::Deny),
+            NOW,
+        )
+        .await
+        .unwrap();
+
+    let mut redeemed = ciba_request(&s.env.id, &app2.id, &s.user.id);
+    later(&mut redeemed, 4);
+    store.insert_ciba_request(&redeemed).await.unwrap();
+    store
+        .decide_ciba_request(
+            &s.env.id,
+            &redeemed.auth_req_id,
+            &decision(DecisionOutcome::Approve),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let tokens = IssuedTokens {
+        access_token: access_token(&redeemed),
+        refresh_token: None,
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &redeemed.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+
+    // Expired while pending: created earlier, already past its expiry.
+    let mut expired = s.request();
+    later(&mut expired, 5);
+    expired.expires_at = NOW.plus_millis(-1);
+    store.insert_ciba_request(&expired).await.unwrap();
+
+    let env_id = s.env.id.as_str();
+    let ids = |status: Option<CibaStatus>,
+               user_id: Option<&str>,
+               app_id: Option<&str>,
+               now: Timestamp| {
+        let filter = CibaRequestFilter {
+            status,
+            user_id: user_id.map(str::to_owned),
+            application_id: app_id.map(str::to_owned),
+        };
+        async move {
+            let list = store
+                .list_ciba_requests(env_id, &filter, now, &Page::default())
+                .await
+                .unwrap();
+            assert_eq!(list.total as usize, list.items.len());
+            list.items
+                .into_iter()
+                .map(|r| r.auth_req_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let id = |r: &CibaRequest| r.auth_req_id.clone();
+
+    assert_eq!(
+        ids(None, None, None, NOW).await,
+        vec![
+            id(&pending),
+            id(&approved),
+            id(&denied),
+            id(&redeemed),
+            id(&expired)
+        ]
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Pending), None, None, NOW).await,
+        vec![id(&pending)]
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Approved), None, None, NOW).await,
+        vec![id(&approved)]
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Denied), None, None, NOW).await,
+        vec![id(&denied)]
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Cancelled), None, None, NOW).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Redeemed), None, None, NOW).await,
+        vec![id(&redeemed)]
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Expired), None, None, NOW).await,
+        vec![id(&expired)]
+    );
+
+    // Past everyone's expiry: all but the redeemed one read as EXPIRED.
+    let much_later = NOW.plus_secs(3600);
+    assert_eq!(
+        ids(Some(CibaStatus::Expired), None, None, much_later).await,
+        vec![id(&pending), id(&approved), id(&denied), id(&expired)]
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Pending), None, None, much_later).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Redeemed), None, None, much_later).await,
+        vec![id(&redeemed)]
+    );
+
+    assert_eq!(ids(None, Some(&bob.id), None, NOW).await, vec![id(&denied)]);
+    assert_eq!(
+        ids(None, None, Some(&app2.id), NOW).await,
+        vec![id(&redeemed)]
+    );
+    assert_eq!(
+        ids(
+            Some(CibaStatus::Approved),
+            Some(&s.user.id),
+            Some(&s.app.id),
+            NOW
+        )
+        .await,
+        vec![id(&approved)]
+    );
+    assert_eq!(
+        ids(Some(CibaStatus::Denied), Some(&s.user.id), None, NOW).await,
+        Vec::<String>::new()
+    );
+
+    // Paging with a filter.
+    let filter = CibaRequestFilter {
+        user_id: Some(s.user.id.clone()),
+        ..Default::default()
+    };
+    let first = store
+        .list_ciba_requests(&s.env.id, &filter, NOW, &Page::first(2))
+        .await
+        .unwrap();
+    assert_eq!(first.total, 4);
+    assert_eq!(
+        first.items.iter().map(id).collect::<Vec<_>>(),
+        vec![id(&pending), id(&approved)]
+    );
+    let second = store
+        .list_ciba_requests(
+            &s.env.id,
+            &filter,
+            NOW,
+            &Page {
+                limit: 2,
+                cursor: first.next,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        second.items.iter().map(id).collect::<Vec<_>>(),
+        vec![id(&redeemed), id(&expired)]
+    );
+    assert_eq!(second.next, None);
+
+    // Another environment sees none of them.
+    let other = seed(store).await;
+    let list = store
+        .list_ciba_requests(
+            &other.env.id,
+            &CibaRequestFilter::default(),
+            NOW,
+            &Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.total, 0);
+}
+
+// --- tokens -----------------------------------------------------------------------------------
+
+pub async fn access_tokens(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.request();
+    let mut token = access_token(&req);
+    token.auth_req_id = None;
+    token.user_id = None;
+    store.insert_access_token(&token).await.unwrap();
+    assert_eq!(
+        store.get_access_token(&s.env.id, &token.jti).await.unwrap(),
+        Some(token.clone())
+    );
+    assert_conflict(store.insert_access_token(&token).await, "jti");
+
+    let other = seed(store).await;
+    assert_eq!(
+        store
+            .get_access_token(&other.env.id, &token.jti)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .revoke_access_token(&other.env.id, &token.jti)
+            .await
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .revoke_access_token(&s.env.id, &token.jti)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_access_token(&s.env.id, &token.jti)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_access_token(&s.env.id, "unknown")
+            .await
+            .unwrap()
+    );
+    let got = store
+        .get_access_token(&s.env.id, &token.jti)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.revoked);
+    assert_eq!(
+        store.get_access_token(&s.env.id, "unknown").await.unwrap(),
+        None
+    );
+}
+
+pub async fn revoke_tokens_for_request(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let family = new_id();
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(refresh_token(&req, &family)),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    let first_refresh = tokens.refresh_token.clone().unwrap();
+
+    // One refresh later: a new refresh token and an access token of the family.
+    let next_refresh = refresh_token(&req, &family);
+    let next_access = AccessTokenRecord {
+        auth_req_id: None,
+        refresh_family_id: Some(family.clone()),
+        ..access_token(&req)
+    };
+    let outcome = store
+        .rotate_refresh_token(
+            &s.env.id,
+            &first_refresh.token_hash,
+            NOW,
+            &next_refresh,
+            &next_access,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Rotated(_)));
+
+    // An unrelated request's token stays valid.
+    let unrelated = access_token(&s.request());
+    store.insert_access_token(&unrelated).await.unwrap();
+
+    let revoked = store
+        .revoke_tokens_for_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(revoked, 4);
+    for jti in [&tokens.access_token.jti, &next_access.jti] {
+        assert!(
+            store
+                .get_access_token(&s.env.id, jti)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
+    }
+    for hash in [&first_refresh.token_hash, &next_refresh.token_hash] {
+        assert!(
+            store
+                .get_refresh_token(&s.env.id, hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
+    }
+    assert!(
+        !store
+            .get_access_token(&s.env.id, &unrelated.jti)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        store
+            .revoke_tokens_for_request(&s.env.id, &req.auth_req_id)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let family = new_id();
+    let old = refresh_token(&req, &family);
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(old.clone()),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+
+    let at = NOW.plus_secs(30);
+    let new = RefreshTokenRecord {
+        issued_at: at,
+        ..refresh_token(&req, &family)
+    };
+    let new_access = AccessTokenRecord {
+        refresh_family_id: Some(family.clone()),
+        auth_req_id: None,
+        ..access_token(&req)
+    };
+    let outcome = store
+        .rotate_refresh_token(&s.env.id, &old.token_hash, at, &new, &new_access)
+        .await
+        .unwrap();
+    let RefreshOutcome::Rotated(returned) = outcome else {
+        panic!("expected Rotated, got {outcome:?}")
+    };
+    assert_eq!(returned.token_hash, old.token_hash);
+    assert_eq!(returned.family_id, family);
+    assert_eq!(returned.amr, old.amr);
+    assert_eq!(returned.auth_time, old.auth_time);
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &new.token_hash)
+            .await
+            .unwrap(),
+        Some(new.clone())
+    );
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &new_access.jti)
+            .await
+            .unwrap(),
+        Some(new_access.clone())
+    );
+    let stored_old = store
+        .get_refresh_token(&s.env.id, &old.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_old.rotated_at, Some(at));
+    assert!(!stored_old.revoked);
+
+    // Replaying the old token: reuse, the family is revoked, nothing new is stored.
+    let thief = refresh_token(&req, &family);
+    let thief_access = access_token(&req);
+    let outcome = store
+        .rotate_refresh_token(
+            &s.env.id,
+            &old.token_hash,
+            at.plus_secs(1),
+            &thief,
+            &thief_access,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Reused);
+    assert!(
+        store
+            .get_refresh_token(&s.env.id, &new.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        store
+            .get_refresh_token(&s.env.id, &old.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        store
+            .get_access_token(&s.env.id, &new_access.jti)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &thief.token_hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &thief_access.jti)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The (now revoked) new token is reuse too.
+    let outcome = store
+        .rotate_refresh_token(
+            &s.env.id,
+            &new.token_hash,
+            at.plus_secs(2),
+            &thief,
+            &thief_access,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Reused);
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &thief.token_hash)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn refresh_invalid(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let current = refresh_token(&req, &new_id());
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(current.clone()),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    let new = refresh_token(&req, &current.family_id);
+    let new_access = access_token(&req);
+
+    let unknown = store
+        .rotate_refresh_token(&s.env.id, "unknown", NOW, &new, &new_access)
+        .await
+        .unwrap();
+    assert_eq!(unknown, RefreshOutcome::Invalid);
+
+    let other = seed(store).await;
+    let foreign = store
+        .rotate_refresh_token(&other.env.id, &current.token_hash, NOW, &new, &new_access)
+        .await
+        .unwrap();
+    assert_eq!(foreign, RefreshOutcome::Invalid);
+
+    let expired = store
+        .rotate_refresh_token(
+            &s.env.id,
+            &current.token_hash,
+            current.expires_at,
+            &new,
+            &new_access,
+        )
+        .await
+        .unwrap();
+    assert_eq!(expired, RefreshOutcome::Invalid);
+
+    // None of that changed anything.
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &current.token_hash)
+            .await
+            .unwrap(),
+        Some(current)
+    );
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &new.token_hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &new_access.jti)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn revoke_refresh_family(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let family = new_id();
+    let refresh = refresh_token(&req, &family);
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(refresh.clone()),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    let family_access = AccessTokenRecord {
+        refresh_family_id: Some(family.clone()),
+        ..access_token(&req)
+    };
+    store.insert_access_token(&family_access).await.unwrap();
+    // A second family, from a second request.
+    let req2 = s.approved(store).await;
+    let other_family = refresh_token(&req2, &new_id());
+    let tokens2 = IssuedTokens {
+        access_token: access_token(&req2),
+        refresh_token: Some(other_family.clone()),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req2.auth_req_id, NOW, &tokens2)
+            .await
+            .unwrap()
+    );
+
+    let other = seed(store).await;
+    assert_eq!(
+        store
+            .revoke_refresh_family(&other.env.id, &family)
+            .await
+            .unwrap(),
+        0
+    );
+
+    assert_eq!(
+        store
+            .revoke_refresh_family(&s.env.id, &family)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        store
+            .get_refresh_token(&s.env.id, &refresh.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        store
+            .get_access_token(&s.env.id, &family_access.jti)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !store
+            .get_refresh_token(&s.env.id, &other_family.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        store
+            .revoke_refresh_family(&s.env.id, &family)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A revoked token presented for rotation is reuse.
+    let outcome = store
+        .rotate_refresh_token(
+            &s.env.id,
+            &refresh.token_hash,
+            NOW,
+            &refresh_token(&req, &family),
+            &access_token(&req),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Reused);
+}
+
+// --- jtis and purging -------------------------------------------------------------------------
+
+pub async fn use_jti_once(store: &dyn Store) {
+    let s = seed(store).await;
+    let env = &s.env.id;
+    let exp = NOW.plus_secs(60);
+    assert!(
+        store
+            .use_jti(env, "client_assertion:a", "j1", exp, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_jti(env, "client_assertion:a", "j1", exp, NOW.plus_secs(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_jti(env, "client_assertion:a", "j1", exp, exp.plus_millis(-1))
+            .await
+            .unwrap()
+    );
+    // Other namespaces and environments are independent.
+    assert!(
+        store
+            .use_jti(env, "client_assertion:b", "j1", exp, NOW)
+            .await
+            .unwrap()
+    );
+    let other = seed(store).await;
+    assert!(
+        store
+            .use_jti(&other.env.id, "client_assertion:a", "j1", exp, NOW)
+            .await
+            .unwrap()
+    );
+    // Once expired, it may be used again, and is then remembered until its new expiry.
+    let exp2 = exp.plus_secs(60);
+    assert!(
+        store
+            .use_jti(env, "client_assertion:a", "j1", exp2, exp)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_jti(env, "client_assertion:a", "j1", exp2, exp.plus_secs(1))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn purge_expired(store: &dyn Store) {
+    let s = seed(store).await;
+    let env = &s.env.id;
+    let exp = NOW.plus_secs(60);
+    assert!(
+        store
+            .use_jti(env, "ns", "expired", NOW.plus_secs(1), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .use_jti(env, "ns", "live", exp.plus_secs(3600), NOW)
+            .await
+            .unwrap()
+    );
+
+    // An expired request and its tokens, an access token expired long ago and a live one.
+    let old_req = s.approved(store).await;
+    let tokens = IssuedTokens {
+        access_token: AccessTokenRecord {
+            expires_at: NOW.plus_secs(1),
+            ..access_token(&old_req)
+        },
+        refresh_token: Some(RefreshTokenRecord {
+            expires_at: NOW.plus_secs(1),
+            ..refresh_token(&old_req, "f")
+        }),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(env, &old_req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    let live_req = ciba_request(env, &s.app.id, &s.user.id);
+    let live_req = CibaRequest {
+        expires_at: NOW.plus_secs(2 * 86400),
+        ..live_req
+    };
+    store.insert_ciba_request(&live_req).await.unwrap();
+    let live_access = AccessTokenRecord {
+        expires_at: NOW.plus_secs(2 * 86400),
+        ..access_token(&live_req)
+    };
+    store.insert_access_token(&live_access).await.unwrap();
+
+    // Signing keys: a retired one and the current one.
+    let retired = signing_key(env, SigningAlgorithm::RS256, NOW);
+    store.insert_signing_key(&retired, NOW).await.unwrap();
+    let current = signing_key(env, SigningAlgorithm::RS256, NOW.plus_secs(1));
+    store
+        .insert_signing_key(&current, NOW.plus_secs(10))
+        .await
+        .unwrap();
+
+    // A minute later: only the jti has expired (the access token is kept a day past expiry).
+    let deleted = store.purge_expired(exp).await.unwrap();
+    assert!(deleted >= 3, "deleted {deleted}");
+    assert!(
+        store
+            .use_jti(env, "ns", "expired", exp.plus_secs(60), exp)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_jti(env, "ns", "live", exp.plus_secs(60), exp)
+            .await
+            .unwrap()
+    );
+    let hash = &tokens.refresh_token.as_ref().unwrap().token_hash;
+    assert_eq!(store.get_refresh_token(env, hash).await.unwrap(), None);
+    assert!(
+        store
+            .get_access_token(env, &tokens.access_token.jti)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_ciba_request(env, &old_req.auth_req_id)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        store.list_signing_keys(env).await.unwrap(),
+        vec![current.clone()]
+    );
+
+    // Past a day after expiry: the old request and its access token go, live ones stay.
+    let day_later = old_req.expires_at.plus_secs(86400);
+    assert!(store.purge_expired(day_later).await.unwrap() >= 2);
+    assert_not_found(store.get_ciba_request(env, &old_req.auth_req_id).await);
+    assert_eq!(
+        store
+            .get_access_token(env, &tokens.access_token.jti)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .get_ciba_request(env, &live_req.auth_req_id)
+            .await
+            .is_ok()
+    );
+    assert!(
+        store
+            .get_access_token(env, &live_access.jti)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.list_signing_keys(env).await.unwrap(), vec![current]);
+    assert_eq!(store.get_user(env, &s.user.id).await.unwrap(), s.user);
+}

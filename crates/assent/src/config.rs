@@ -1,0 +1,210 @@
+//! `assent serve` configuration: flags, the same names as `ASSENT_*` environment variables, and
+//! an optional TOML file (`--config`). Flags and variables win over the file; the file wins over
+//! the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys: listen, public_url, data_dir, database_url, admin_token,
+    /// admin_token_file, secret_key, allow_private_notification_targets, log_format).
+    #[arg(long, env = "ASSENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ASSENT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Base URL of every issuer, as clients reach it [default: http://<listen>].
+    #[arg(long, env = "ASSENT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Database: sqlite://<path> (default: <data-dir>/assent.db).
+    #[arg(long, env = "ASSENT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// File holding the admin token [default: <data-dir>/admin-token, generated on first start].
+    #[arg(long, env = "ASSENT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Key that encrypts client secrets and private keys at rest: 32 bytes as 64 hex digits or
+    /// base64 [default: <data-dir>/secret-key, generated on first start].
+    #[arg(long, env = "ASSENT_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Development and tests only: allow http and loopback/private addresses for outbound
+    /// calls (application jwksUrl).
+    #[arg(long, env = "ASSENT_ALLOW_PRIVATE_NOTIFICATION_TARGETS")]
+    pub allow_private_notification_targets: bool,
+    /// Log format: human or json [default: human]. Levels come from ASSENT_LOG (e.g. "debug").
+    #[arg(long, env = "ASSENT_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Seed a SANDBOX environment, a CIBA application and a user, and print a curl walkthrough.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// The TOML file's keys (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub secret_key: Option<String>,
+    pub allow_private_notification_targets: Option<bool>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// Given directly (flag, variable or file); otherwise read from or generated into
+    /// `admin_token_file`.
+    pub admin_token: Option<String>,
+    pub admin_token_file: PathBuf,
+    pub secret_key: Option<String>,
+    pub allow_private_notification_targets: bool,
+    pub log_format: LogFormat,
+    pub demo: bool,
+}
+
+impl Settings {
+    pub fn resolve(
+        args: ServeArgs,
+        data_dir_flag: Option<PathBuf>,
+        admin_token_flag: Option<String>,
+    ) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let public_url = args
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        match reqwest::Url::parse(&public_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+            _ => bail!("public_url must be an http(s) URL without a query, got {public_url:?}"),
+        }
+        let data_dir = data_dir_flag
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(crate::cli::Connection::DEFAULT_DATA_DIR));
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("assent.db").display()));
+        let admin_token_file = args
+            .admin_token_file
+            .or(file.admin_token_file)
+            .unwrap_or_else(|| data_dir.join("admin-token"));
+        let log_format = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("human") => LogFormat::Human,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("log_format must be human or json, got {other:?}"),
+        };
+        Ok(Settings {
+            listen,
+            public_url,
+            data_dir,
+            database_url,
+            admin_token: admin_token_flag
+                .filter(|t| !t.is_empty())
+                .or(file.admin_token),
+            admin_token_file,
+            secret_key: args.secret_key.or(file.secret_key),
+            allow_private_notification_targets: args.allow_private_notification_targets
+                || file.allow_private_notification_targets.unwrap_or(false),
+            log_format,
+            demo: args.demo,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+}
+
+/// Parses a 32-byte key given as 64 hex digits or as base64 (standard or URL-safe).
+pub fn parse_secret_key(text: &str) -> anyhow::Result<[u8; 32]> {
+    use base64::Engine;
+    let text = text.trim();
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .context("secret_key must be 32 bytes as 64 hex digits or base64")?
+    };
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("secret_key must be exactly 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_apply_below_flags() {
+        let dir = std::env::temp_dir().join(format!("assent-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("assent.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\npublic_url = \"https://id.example.com/\"\ndata_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(args, None, None).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.public_url, "https://id.example.com");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.database_url, "sqlite:///tmp/x/assent.db");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(args, Some(PathBuf::from("/tmp/y")), None).unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/y"));
+        std::fs::write(&path, "bogus_key = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert!(Settings::resolve(args, None, None).is_err());
+    }
+
+    #[test]
+    fn secret_keys() {
+        assert_eq!(parse_secret_key(&"ab".repeat(32)).unwrap(), [0xab; 32]);
+        assert!(parse_secret_key("short").is_err());
+        assert!(parse_secret_key(&"ab".repeat(31)).is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! `assent serve`: prepare the data dir, the at-rest key and the admin token, open the store,
+//! serve HTTP until SIGTERM/Ctrl-C, and purge expired rows in the background.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use assent_crypto::SecretBox;
+use assent_server::{AppState, ServerConfig, SystemClock};
+use assent_store::{SqliteStore, Store};
+
+use crate::cli::Connection;
+use crate::config::{LogFormat, ServeArgs, Settings, parse_secret_key};
+
+/// How often expired rows (jtis, tokens, long-expired requests) are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args, conn.data_dir.clone(), conn.admin_token.clone())?;
+    init_tracing(settings.log_format);
+
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    restrict_dir(&settings.data_dir);
+
+    let secret_key = match &settings.secret_key {
+        Some(text) => parse_secret_key(text)?,
+        None => load_or_create_secret_key(&settings.data_dir.join("secret-key"))?,
+    };
+    let admin_token = match &settings.admin_token {
+        Some(t) => t.clone(),
+        None => load_or_create_admin_token(&settings.admin_token_file)?,
+    };
+
+    let store: Arc<dyn Store> = open_store(&settings.database_url).await?;
+    let config = ServerConfig {
+        public_url: settings.public_url.clone(),
+        admin_token,
+        allow_private_notification_targets: settings.allow_private_notification_targets,
+    };
+    if settings.allow_private_notification_targets {
+        tracing::warn!(
+            "allow_private_notification_targets is on: outbound calls may reach http and private addresses (development only)"
+        );
+    }
+    let state = AppState::new(
+        store.clone(),
+        config,
+        SecretBox::new(&secret_key),
+        Arc::new(SystemClock),
+    );
+    let app = assent_server::router(state.clone());
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    tracing::info!(
+        listen = %settings.listen,
+        public_url = %settings.public_url,
+        data_dir = %settings.data_dir.display(),
+        "Assent is listening"
+    );
+
+    if settings.demo {
+        let seeded = crate::demo::seed(app.clone(), &state).await?;
+        crate::demo::print_walkthrough(&seeded, &settings);
+    }
+
+    let purger = tokio::spawn(purge_loop(state));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    purger.abort();
+    tracing::info!("Assent stopped");
+    Ok(())
+}
+
+async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        let store = SqliteStore::open(Path::new(path))
+            .await
+            .with_context(|| format!("cannot open the SQLite database {path}"))?;
+        tracing::info!(database = %path, "SQLite store ready (migrations applied)");
+        return Ok(Arc::new(store));
+    }
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        bail!(
+            "PostgreSQL is not available in this version of Assent yet; use sqlite://<path> (the default)"
+        );
+    }
+    bail!("database_url must start with sqlite://")
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ASSENT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+#[cfg(unix)]
+fn restrict_dir(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+}
+#[cfg(not(unix))]
+fn restrict_dir(_path: &Path) {}
+
+/// Writes a new secret file with mode 0600, failing if it already exists.
+fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn load_or_create_secret_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return parse_secret_key(&text)
+            .with_context(|| format!("invalid key in {}", path.display()));
+    }
+    let key = SecretBox::generate_key();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    write_secret_file(path, &format!("{hex}\n"))?;
+    tracing::info!(path = %path.display(), "generated the at-rest secret key (back it up: without it client secrets and signing keys cannot be decrypted)");
+    Ok(key)
+}
+
+fn load_or_create_admin_token(path: &Path) -> anyhow::Result<String> {
+    if path.exists() {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the admin token file {}", path.display()))?
+            .trim()
+            .to_owned();
+        if token.is_empty() {
+            bail!("the admin token file {} is empty", path.display());
+        }
+        tracing::info!(path = %path.display(), "admin token read from file");
+        return Ok(token);
+    }
+    let token = assent_crypto::random_token(32);
+    write_secret_file(path, &format!("{token}\n"))?;
+    tracing::info!(path = %path.display(), "generated an admin token (mode 0600); the management API and CLI use it");
+    Ok(token)
+}
+
+async fn purge_loop(state: AppState) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        match state.store.purge_expired(state.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged expired rows"),
+            Err(e) => tracing::warn!(error = %e, "purge of expired rows failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
