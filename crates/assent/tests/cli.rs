@@ -1,0 +1,257 @@
+//! End to end through the real binary: `assent serve --demo` on a fresh data dir, the printed
+//! walkthrough, the admin CLI, graceful shutdown on SIGTERM, and what the logs must not hold.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_assent");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("assent-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    base: String,
+}
+
+fn drain(mut r: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(&mut r);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            into.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+}
+
+fn command() -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSENT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn serve(data_dir: &Path, port: u16) -> Running {
+    let mut child = command()
+        .args(["serve", "--demo", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    drain(child.stdout.take().unwrap(), stdout.clone());
+    drain(child.stderr.take().unwrap(), stderr.clone());
+    let running = Running {
+        child,
+        stdout,
+        stderr,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let started = Instant::now();
+    while !running.stdout.lock().unwrap().contains("auth_req_id=$AUTH_REQ_ID\"\n\n")
+        && !running.stdout.lock().unwrap().contains("returns the tokens")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not print the walkthrough; stderr: {}",
+            running.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    running
+}
+
+/// The value of `NAME="…"` in the walkthrough's export line.
+fn exported(stdout: &str, name: &str) -> String {
+    let key = format!("{name}=\"");
+    let start = stdout.find(&key).unwrap() + key.len();
+    let end = stdout[start..].find('"').unwrap();
+    stdout[start..start + end].to_owned()
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no graceful exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cli(data_dir: &Path, base: &str, args: &[&str]) -> (bool, String, String) {
+    let out = command()
+        .args(args)
+        .arg("--server")
+        .arg(base)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_flow_cli_and_shutdown() {
+    let dir = temp_dir("demo");
+    let port = free_port();
+    let mut server = serve(&dir, port);
+    let stdout = server.stdout.lock().unwrap().clone();
+    let env = exported(&stdout, "ENV");
+    let client_id = exported(&stdout, "CLIENT_ID");
+    let secret = exported(&stdout, "CLIENT_SECRET");
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+
+    // The data dir was created with the admin token (0600) and the at-rest key.
+    let token_path = dir.join("admin-token");
+    let admin_token = std::fs::read_to_string(&token_path).unwrap().trim().to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mode = std::fs::metadata(dir.join("secret-key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // Health and discovery.
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let disco: Value = http
+        .get(format!("{base}/{env}/as/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disco["issuer"], format!("{base}/{env}/as"));
+
+    // The walkthrough: request → pending → approve (CLI) → tokens.
+    let ack: Value = http
+        .post(format!("{base}/{env}/as/cibaAuthorization"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("scope", "openid profile email offline_access"),
+            ("login_hint", "demo"),
+            ("binding_message", "Pay $5.00 at Pump 4"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = ack["auth_req_id"].as_str().unwrap().to_owned();
+    let poll = || {
+        http.post(format!("{base}/{env}/as/token"))
+            .basic_auth(&client_id, Some(&secret))
+            .form(&[("grant_type", "urn:openid:params:grant-type:ciba"), ("auth_req_id", id.as_str())])
+            .send()
+    };
+    let pending: Value = poll().await.unwrap().json().await.unwrap();
+    assert_eq!(pending["error"], "authorization_pending");
+
+    let (ok, out, err) = cli(&dir, &base, &["request", "list", "--env", &env, "--status", "PENDING"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("Pay $5.00 at Pump 4"), "{out}");
+    let (ok, _, err) = cli(&dir, &base, &["request", "approve", "--env", &env, &id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&dir, &base, &["request", "approve", "--env", &env, &id]);
+    assert!(!ok && err.contains("REQUEST_FAILED"), "{err}");
+
+    let tokens = poll().await.unwrap();
+    assert_eq!(tokens.status(), 200);
+    let tokens: Value = tokens.json().await.unwrap();
+    assert!(tokens["id_token"].is_string() && tokens["refresh_token"].is_string());
+
+    // Admin CLI: JSON output and a validation error rendered for a person.
+    let (ok, out, _) = cli(&dir, &base, &["env", "list", "--json"]);
+    assert!(ok);
+    assert!(out.contains(&env));
+    let (ok, _, err) = cli(&dir, &base, &["env", "create", "--name", "x", "--type", "STAGING"]);
+    assert!(!ok);
+    assert!(err.contains("INVALID_DATA") || err.contains("STAGING"), "{err}");
+    let (ok, out, err) = cli(&dir, &base, &["user", "list", "--env", &env, "--username", "demo"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("demo"));
+
+    // SIGTERM: graceful exit with status 0.
+    let status = sigterm(&mut server.child);
+    assert!(status.success(), "{status:?}");
+    let logs = server.stderr.lock().unwrap().clone();
+    assert!(logs.contains("admin-token"), "the token file's path is logged");
+    assert!(!logs.contains(&admin_token), "the admin token must never be logged");
+    assert!(!logs.contains(&secret), "client secrets must never be logged");
+
+    // A second start with --demo on the same data dir reuses what it seeded.
+    let mut again = serve(&dir, free_port());
+    let stdout2 = again.stdout.lock().unwrap().clone();
+    assert_eq!(exported(&stdout2, "ENV"), env);
+    assert_eq!(exported(&stdout2, "CLIENT_ID"), client_id);
+    // The request accepted before the restart is still there.
+    let (ok, out, err) = cli(&dir, &again.base.clone(), &["request", "show", "--env", &env, &id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("REDEEMED"), "{out}");
+    sigterm(&mut again.child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn refuses_bad_configuration() {
+    let dir = temp_dir("badcfg");
+    let out = command()
+        .args(["serve", "--database-url", "mysql://x", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database_url"));
+    let out = command()
+        .args(["serve", "--public-url", "ftp://x", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("public_url"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
