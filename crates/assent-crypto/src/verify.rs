@@ -7,12 +7,6 @@
 //! `x5u`, `x5c`) are never used.
 
 use aws_lc_rs::hmac;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256,
-    RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256,
-    RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512, RsaParameters, RsaPublicKeyComponents,
-    UnparsedPublicKey, VerificationAlgorithm,
-};
 use serde_json::{Map, Value};
 
 use crate::error::sanitize;
@@ -183,47 +177,39 @@ impl PublicJwk {
         self.type_fits(alg) && self.alg_member_fits(alg)
     }
 
-    fn verify(&self, alg: SigningAlg, msg: &[u8], sig: &[u8]) -> bool {
-        match &self.data {
-            KeyData::Rsa { n, e } => {
-                let Some(params) = rsa_params(alg) else {
-                    return false;
-                };
-                RsaPublicKeyComponents {
-                    n: n.as_slice(),
-                    e: e.as_slice(),
-                }
-                .verify(params, msg, sig)
-                .is_ok()
-            }
-            KeyData::Ec { curve, point } => {
-                let params: &'static dyn VerificationAlgorithm = match (curve, alg) {
-                    (Curve::P256, SigningAlg::ES256) => &ECDSA_P256_SHA256_FIXED,
-                    (Curve::P384, SigningAlg::ES384) => &ECDSA_P384_SHA384_FIXED,
-                    _ => return false,
-                };
-                UnparsedPublicKey::new(params, point)
-                    .verify(msg, sig)
-                    .is_ok()
-            }
-            KeyData::Ed25519 { x } => {
-                alg == SigningAlg::EdDSA
-                    && UnparsedPublicKey::new(&ED25519, x).verify(msg, sig).is_ok()
-            }
-        }
+    /// Checks the signature with jsonwebtoken's aws-lc-rs backend; the key's type was already
+    /// matched to `alg` by the caller (the key-confusion defence lives there, not here).
+    fn verify(&self, alg: SigningAlg, msg: &[u8], signature_b64: &str) -> bool {
+        use jsonwebtoken::{Algorithm, DecodingKey};
+        let key = match &self.data {
+            KeyData::Rsa { n, e } => DecodingKey::from_rsa_raw_components(n, e),
+            KeyData::Ec { point, .. } => DecodingKey::from_ec_der(point),
+            KeyData::Ed25519 { x } => DecodingKey::from_ed_der(x),
+        };
+        let algorithm = match (&self.data, alg) {
+            (KeyData::Rsa { .. }, SigningAlg::RS256) => Algorithm::RS256,
+            (KeyData::Rsa { .. }, SigningAlg::RS384) => Algorithm::RS384,
+            (KeyData::Rsa { .. }, SigningAlg::RS512) => Algorithm::RS512,
+            (KeyData::Rsa { .. }, SigningAlg::PS256) => Algorithm::PS256,
+            (KeyData::Rsa { .. }, SigningAlg::PS384) => Algorithm::PS384,
+            (KeyData::Rsa { .. }, SigningAlg::PS512) => Algorithm::PS512,
+            (
+                KeyData::Ec {
+                    curve: Curve::P256, ..
+                },
+                SigningAlg::ES256,
+            ) => Algorithm::ES256,
+            (
+                KeyData::Ec {
+                    curve: Curve::P384, ..
+                },
+                SigningAlg::ES384,
+            ) => Algorithm::ES384,
+            (KeyData::Ed25519 { .. }, SigningAlg::EdDSA) => Algorithm::EdDSA,
+            _ => return false,
+        };
+        jsonwebtoken::crypto::verify(signature_b64, msg, &key, algorithm).unwrap_or(false)
     }
-}
-
-fn rsa_params(alg: SigningAlg) -> Option<&'static RsaParameters> {
-    Some(match alg {
-        SigningAlg::RS256 => &RSA_PKCS1_2048_8192_SHA256,
-        SigningAlg::RS384 => &RSA_PKCS1_2048_8192_SHA384,
-        SigningAlg::RS512 => &RSA_PKCS1_2048_8192_SHA512,
-        SigningAlg::PS256 => &RSA_PSS_2048_8192_SHA256,
-        SigningAlg::PS384 => &RSA_PSS_2048_8192_SHA384,
-        SigningAlg::PS512 => &RSA_PSS_2048_8192_SHA512,
-        _ => return None,
-    })
 }
 
 /// A parsed set of public verification keys.
@@ -466,9 +452,13 @@ pub fn verify_jws(
         }
     };
 
-    let signature = decode_signature(parts.signature)?;
+    // Refuse a signature that is not base64url before any key is tried.
+    decode_signature(parts.signature)?;
     let msg = parts.signing_input.as_bytes();
-    if candidates.iter().any(|k| k.verify(alg, msg, &signature)) {
+    if candidates
+        .iter()
+        .any(|k| k.verify(alg, msg, parts.signature))
+    {
         parse_claims(parts.payload)
     } else {
         Err(CryptoError::BadSignature)
