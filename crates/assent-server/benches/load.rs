@@ -104,7 +104,11 @@ async fn start_server(dir: &std::path::Path) -> Server {
                 .unwrap()
         }
     };
-    let env = post("/v1/environments".into(), json!({"name":"bench","type":"SANDBOX"})).await;
+    let env = post(
+        "/v1/environments".into(),
+        json!({"name":"bench","type":"SANDBOX"}),
+    )
+    .await;
     let env = env["id"].as_str().unwrap().to_owned();
     let app = post(
         format!("/v1/environments/{env}/applications"),
@@ -112,9 +116,15 @@ async fn start_server(dir: &std::path::Path) -> Server {
     )
     .await;
     let client_id = app["id"].as_str().unwrap().to_owned();
-    post(format!("/v1/environments/{env}/users"), json!({"username":"bench"})).await;
+    post(
+        format!("/v1/environments/{env}/users"),
+        json!({"username":"bench"}),
+    )
+    .await;
     let secret: Value = http
-        .get(format!("{base}/v1/environments/{env}/applications/{client_id}/secret"))
+        .get(format!(
+            "{base}/v1/environments/{env}/applications/{client_id}/secret"
+        ))
         .bearer_auth(&admin)
         .send()
         .await
@@ -256,7 +266,9 @@ fn main() {
             "assent load benchmark: {} s per scenario, {} concurrent clients, {} cores",
             o.seconds,
             o.concurrency,
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
         );
         for scenario in &o.scenarios {
             match scenario.as_str() {
@@ -293,7 +305,8 @@ fn main() {
                     report.print("flow", "flows");
                 }
                 "sign" => {
-                    let key = assent_crypto::generate_key(assent_crypto::SigningAlg::RS256, "k").unwrap();
+                    let key =
+                        assent_crypto::generate_key(assent_crypto::SigningAlg::RS256, "k").unwrap();
                     let signer = Arc::new(
                         assent_crypto::JwsSigner::from_pkcs8(
                             assent_crypto::SigningAlg::RS256,

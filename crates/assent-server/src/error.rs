@@ -125,6 +125,7 @@ pub enum ApiErrorCode {
     AccessFailed,
     UniquenessViolation,
     RequestFailed,
+    MethodNotAllowed,
     UnexpectedError,
 }
 
@@ -137,6 +138,7 @@ impl ApiErrorCode {
             ApiErrorCode::AccessFailed => "ACCESS_FAILED",
             ApiErrorCode::UniquenessViolation => "UNIQUENESS_VIOLATION",
             ApiErrorCode::RequestFailed => "REQUEST_FAILED",
+            ApiErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiErrorCode::UnexpectedError => "UNEXPECTED_ERROR",
         }
     }
@@ -147,6 +149,7 @@ impl ApiErrorCode {
             ApiErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiErrorCode::AccessFailed => StatusCode::FORBIDDEN,
             ApiErrorCode::UniquenessViolation | ApiErrorCode::RequestFailed => StatusCode::CONFLICT,
+            ApiErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiErrorCode::UnexpectedError => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -94,6 +94,10 @@ fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = raw.get(i + 1..i + 3).ok_or_else(bad)?;
+                // Exactly two hex digits: from_str_radix alone would take "%+4" as 0x04.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(bad());
+                }
                 let s = std::str::from_utf8(hex).map_err(|_| bad())?;
                 out.push(u8::from_str_radix(s, 16).map_err(|_| bad())?);
                 i += 2;
@@ -146,6 +150,8 @@ mod tests {
         assert!(OAuthForm::parse(b"a=%e2%82").is_err());
         assert!(OAuthForm::parse(b"a=%zz").is_err());
         assert!(OAuthForm::parse(b"a=%4").is_err());
+        assert!(OAuthForm::parse(b"a=%+4").is_err());
+        assert!(OAuthForm::parse(b"a=%-1").is_err());
         assert!(OAuthForm::parse(&[b'a', b'=', 0xff]).is_err());
         assert_eq!(
             OAuthForm::parse(b"m=%E2%82%AC5").unwrap().get("m"),

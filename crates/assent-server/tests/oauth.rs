@@ -4,7 +4,13 @@
 
 mod support;
 
-use axum::http::StatusCode;
+use std::sync::Arc;
+
+use assent_crypto::{HmacAlg, JwkSet, JwsSigner, SigningAlg, generate_key, sign_hmac_jws};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use base64::Engine;
+use serde_json::{Value, json};
 use support::*;
 
 #[tokio::test]
@@ -16,9 +22,2198 @@ async fn happy_poll_flow() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.error(), "authorization_pending");
     assert_sentence(&r, PENDING);
-    assert_eq!(h.decide(&client.env_id, &id, "approve").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.decide(&client.env_id, &id, "approve").await.status,
+        StatusCode::NO_CONTENT
+    );
     h.clock.advance_secs(2);
     let r = h.poll(&client, &id).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(r.body["id_token"].is_string());
+}
+
+// --- helpers ------------------------------------------------------------------------------
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const PROCESSING_PREFIX: &str =
+    "The request could not be completed. There was an issue processing the request.: ";
+const VALIDATION_CODES: &[&str] = &[
+    "invalid_request",
+    "invalid_scope",
+    "invalid_binding_message",
+    "expired_login_hint_token",
+    "unknown_user_id",
+    "missing_user_code",
+    "invalid_user_code",
+];
+/// Plausible in shape, never issued.
+const UNKNOWN_ID: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now(h: &Harness) -> i64 {
+    h.state.now().secs()
+}
+
+fn ep(env_id: &str, name: &str) -> String {
+    format!("/{env_id}/as/{name}")
+}
+
+fn claims_of(jwt: &str) -> Value {
+    Value::Object(assent_crypto::decode_claims_unverified(jwt).unwrap())
+}
+
+fn header_of(jwt: &str) -> Value {
+    assent_crypto::decode_header(jwt).unwrap().raw
+}
+
+/// `X-Correlation-ID` is a UUID and, when there is an error description, ends it.
+fn assert_correlation(r: &Resp) {
+    let id = r.header("x-correlation-id").expect("X-Correlation-ID");
+    uuid::Uuid::parse_str(id).expect("correlation id is a UUID");
+    if !r.description().is_empty() {
+        assert!(
+            r.description()
+                .ends_with(&format!("(Correlation ID: {id})")),
+            "{}",
+            r.text
+        );
+    }
+}
+
+fn assert_no_store(r: &Resp) {
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{}", r.text);
+}
+
+/// An OAuth error: status, code, prefix by kind, no-store, correlation id, and
+/// `WWW-Authenticate` exactly on `invalid_client`.
+fn assert_error(r: &Resp, status: StatusCode, error: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.error(), error, "{}", r.text);
+    assert_no_store(r);
+    assert_correlation(r);
+    let prefix = if VALIDATION_CODES.contains(&error) {
+        VALIDATION_PREFIX
+    } else {
+        PROCESSING_PREFIX
+    };
+    assert!(r.description().starts_with(prefix), "{}", r.text);
+    let www = r.header("www-authenticate");
+    if error == "invalid_client" {
+        assert!(www.is_some(), "invalid_client without WWW-Authenticate");
+    } else {
+        assert!(www.is_none(), "WWW-Authenticate on {error}: {www:?}");
+    }
+}
+
+fn assert_validation(r: &Resp, error: &str) {
+    assert_error(r, StatusCode::BAD_REQUEST, error);
+    assert!(r.description().starts_with(VALIDATION_PREFIX), "{}", r.text);
+}
+
+fn assert_invalid_client(r: &Resp) {
+    assert_error(r, StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+fn assert_poll(r: &Resp, error: &str, sentence: &str) {
+    assert_error(r, StatusCode::BAD_REQUEST, error);
+    assert_sentence(r, sentence);
+}
+
+fn assert_ok(r: &Resp) {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_no_store(r);
+    assert_correlation(r);
+    assert!(r.header("www-authenticate").is_none());
+}
+
+/// How a test client authenticates.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    Basic(&'a Client),
+    Post(&'a Client),
+    Hmac(&'a Client, HmacAlg),
+    Key(&'a Client, &'a JwsSigner),
+}
+
+fn assertion_claims(h: &Harness, client_id: &str, aud: Value) -> Value {
+    let t = now(h);
+    json!({
+        "iss": client_id, "sub": client_id, "aud": aud, "iat": t, "exp": t + 120,
+        "jti": assent_crypto::random_token(16),
+    })
+}
+
+/// A POST with `pairs` plus the credentials of `auth`.
+async fn call(h: &Harness, path: &str, auth: Auth<'_>, pairs: &[(&str, &str)]) -> Resp {
+    let mut all: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut authz = None;
+    let mut jwt = None;
+    match auth {
+        Auth::Basic(c) => authz = Some(c.basic()),
+        Auth::Post(c) => {
+            all.push(("client_id".into(), c.id.clone()));
+            all.push(("client_secret".into(), c.secret.clone()));
+        }
+        Auth::Hmac(c, alg) => {
+            let claims = assertion_claims(h, &c.id, json!(h.issuer(&c.env_id)));
+            jwt = Some(sign_hmac_jws(alg, c.secret.as_bytes(), &claims).unwrap());
+        }
+        Auth::Key(c, signer) => {
+            let claims = assertion_claims(h, &c.id, json!(h.issuer(&c.env_id)));
+            jwt = Some(signer.sign(Some("JWT"), &claims).unwrap());
+        }
+    }
+    if let Some(jwt) = jwt {
+        all.push(("client_assertion_type".into(), JWT_BEARER.into()));
+        all.push(("client_assertion".into(), jwt));
+    }
+    let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    h.post_form(path, authz.as_deref(), &refs).await
+}
+
+/// A token request carrying a ready-made client assertion (and a never-issued auth_req_id:
+/// 400 invalid_grant means authentication passed).
+async fn token_with_assertion(h: &Harness, env_id: &str, jwt: &str) -> Resp {
+    h.post_form(
+        &ep(env_id, "token"),
+        None,
+        &[
+            ("grant_type", CIBA),
+            ("auth_req_id", UNKNOWN_ID),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", jwt),
+        ],
+    )
+    .await
+}
+
+async fn approve(h: &Harness, env_id: &str, id: &str) {
+    let r = h.decide(env_id, id, "approve").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+}
+
+/// Start (login_hint alice) → approve → redeem, authenticating with `auth`.
+async fn flow_with(h: &Harness, env_id: &str, auth: Auth<'_>, scope: &str) -> Value {
+    let r = call(
+        h,
+        &ep(env_id, "cibaAuthorization"),
+        auth,
+        &[("scope", scope), ("login_hint", "alice")],
+    )
+    .await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    approve(h, env_id, &id).await;
+    let r = call(
+        h,
+        &ep(env_id, "token"),
+        auth,
+        &[("grant_type", CIBA), ("auth_req_id", &id)],
+    )
+    .await;
+    assert_ok(&r);
+    r.body
+}
+
+/// The full flow with Basic auth; returns the token response.
+async fn flow(h: &Harness, c: &Client, scope: &str) -> Value {
+    flow_with(h, &c.env_id, Auth::Basic(c), scope).await
+}
+
+/// An application authenticating with PRIVATE_KEY_JWT under a fresh `alg` key.
+async fn key_app(h: &Harness, env_id: &str, alg: SigningAlg) -> (Client, JwsSigner) {
+    let kid = format!("kid-{}", assent_crypto::random_token(6));
+    let km = generate_key(alg, &kid).unwrap();
+    let c = h
+        .create_app(
+            env_id,
+            json!({"tokenEndpointAuthMethod": "PRIVATE_KEY_JWT", "jwks": {"keys": [km.public_jwk]}}),
+        )
+        .await;
+    let signer = JwsSigner::from_pkcs8(alg, &kid, &km.pkcs8_der).unwrap();
+    (c, signer)
+}
+
+async fn env_jwks(h: &Harness, env_id: &str) -> Value {
+    let r = h.get(&ep(env_id, "jwks"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body
+}
+
+async fn patch_app(h: &Harness, c: &Client, body: Value) {
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}/applications/{}", c.env_id, c.id),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+async fn introspect(h: &Harness, c: &Client, token: &str) -> Resp {
+    let r = h
+        .post_form(
+            &ep(&c.env_id, "introspect"),
+            Some(&c.basic()),
+            &[("token", token)],
+        )
+        .await;
+    assert_ok(&r);
+    r
+}
+
+async fn userinfo(h: &Harness, env_id: &str, access_token: &str) -> Resp {
+    h.get(
+        &ep(env_id, "userinfo"),
+        Some(&format!("Bearer {access_token}")),
+    )
+    .await
+}
+
+async fn refresh(h: &Harness, c: &Client, rt: &str, scope: Option<&str>) -> Resp {
+    let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+    if let Some(s) = scope {
+        pairs.push(("scope", s));
+    }
+    h.post_form(&ep(&c.env_id, "token"), Some(&c.basic()), &pairs)
+        .await
+}
+
+// --- 1. token endpoint, one test per §3.3 row -------------------------------------------------
+
+#[tokio::test]
+async fn token_unknown_auth_req_id_is_invalid_grant() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = h.poll(&c, UNKNOWN_ID).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    let r = h.poll(&c, "short").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn token_other_clients_auth_req_id_is_invalid_grant_and_owner_still_redeems() {
+    let h = Harness::new().await;
+    let (owner, _) = h.sandbox().await;
+    let thief = h.create_app(&owner.env_id, json!({})).await;
+    let id = h.start(&owner, "openid").await;
+    approve(&h, &owner.env_id, &id).await;
+    for _ in 0..3 {
+        let r = h.poll(&thief, &id).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    let r = h.poll(&owner, &id).await;
+    assert_ok(&r);
+    assert!(r.body["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn token_first_poll_is_authorization_pending() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    let r = h.poll(&c, &id).await;
+    assert_poll(&r, "authorization_pending", PENDING);
+}
+
+#[tokio::test]
+async fn token_too_soon_is_slow_down_and_the_longer_interval_sticks() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    // Request A: slow_down, then 3 s later slow_down again (interval now 7).
+    let a = h.start(&c, "openid").await;
+    assert_poll(&h.poll(&c, &a).await, "authorization_pending", PENDING);
+    h.clock.advance_secs(1);
+    assert_poll(&h.poll(&c, &a).await, "slow_down", SLOW_DOWN);
+    h.clock.advance_secs(3);
+    assert_poll(&h.poll(&c, &a).await, "slow_down", SLOW_DOWN);
+    // Request B: slow_down, then 7.5 s later pending (2 + 5 s).
+    let b = h.start(&c, "openid").await;
+    assert_poll(&h.poll(&c, &b).await, "authorization_pending", PENDING);
+    h.clock.advance_secs(1);
+    assert_poll(&h.poll(&c, &b).await, "slow_down", SLOW_DOWN);
+    h.clock.advance_millis(7500);
+    assert_poll(&h.poll(&c, &b).await, "authorization_pending", PENDING);
+    // The interval stays at 7 s: 5 s later is still too soon.
+    h.clock.advance_secs(5);
+    assert_poll(&h.poll(&c, &b).await, "slow_down", SLOW_DOWN);
+}
+
+#[tokio::test]
+async fn token_poll_at_interval_minus_jitter_is_pending() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    assert_poll(&h.poll(&c, &id).await, "authorization_pending", PENDING);
+    h.clock.advance_millis(1500);
+    assert_poll(&h.poll(&c, &id).await, "authorization_pending", PENDING);
+    h.clock.advance_millis(1499);
+    assert_poll(&h.poll(&c, &id).await, "slow_down", SLOW_DOWN);
+}
+
+#[tokio::test]
+async fn token_denied_is_access_denied_until_expiry() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    assert_eq!(
+        h.decide(&c.env_id, &id, "deny").await.status,
+        StatusCode::NO_CONTENT
+    );
+    for _ in 0..4 {
+        assert_poll(&h.poll(&c, &id).await, "access_denied", DENIED);
+        h.clock.advance_secs(20);
+    }
+    h.clock.advance_secs(40);
+    assert_poll(&h.poll(&c, &id).await, "expired_token", EXPIRED);
+}
+
+#[tokio::test]
+async fn token_cancelled_by_admin_is_access_denied() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    let r = h
+        .admin(
+            Method::DELETE,
+            &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_poll(&h.poll(&c, &id).await, "access_denied", DENIED);
+    h.clock.advance_secs(5);
+    assert_poll(&h.poll(&c, &id).await, "access_denied", DENIED);
+}
+
+#[tokio::test]
+async fn token_expired_pending_is_expired_token() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    assert_poll(&h.poll(&c, &id).await, "authorization_pending", PENDING);
+    h.clock.advance_secs(120);
+    assert_poll(&h.poll(&c, &id).await, "expired_token", EXPIRED);
+}
+
+#[tokio::test]
+async fn token_approved_but_not_redeemed_before_expiry_is_expired_token() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    approve(&h, &c.env_id, &id).await;
+    h.clock.advance_secs(121);
+    assert_poll(&h.poll(&c, &id).await, "expired_token", EXPIRED);
+
+    // Approving after expiry changes nothing.
+    let late = h.start(&c, "openid").await;
+    h.clock.advance_secs(121);
+    let r = h.decide(&c.env_id, &late, "approve").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_poll(&h.poll(&c, &late).await, "expired_token", EXPIRED);
+}
+
+#[tokio::test]
+async fn token_a_day_after_expiry_is_invalid_grant() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    h.clock.advance_secs(120 + 24 * 3600 - 1);
+    assert_poll(&h.poll(&c, &id).await, "expired_token", EXPIRED);
+    h.clock.advance_secs(1);
+    assert_error(
+        &h.poll(&c, &id).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
+#[tokio::test]
+async fn token_approved_is_redeemed_once_and_replay_revokes() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid profile").await;
+    approve(&h, &c.env_id, &id).await;
+    let r = h.poll(&c, &id).await;
+    assert_ok(&r);
+    assert!(r.body["access_token"].is_string());
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_eq!(r.body["expires_in"], json!(3600));
+    assert!(r.body["expires_in"].is_i64());
+    assert_eq!(r.body["scope"], "openid profile");
+    assert!(r.body["id_token"].is_string());
+    assert!(r.body.get("refresh_token").is_none());
+    let at = r.body["access_token"].as_str().unwrap().to_owned();
+    assert_ok(&userinfo(&h, &c.env_id, &at).await);
+
+    h.clock.advance_secs(2);
+    assert_error(
+        &h.poll(&c, &id).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    let r = userinfo(&h, &c.env_id, &at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert_eq!(introspect(&h, &c, &at).await.body["active"], false);
+}
+
+#[tokio::test]
+async fn token_missing_auth_req_id_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = call(
+        &h,
+        &ep(&c.env_id, "token"),
+        Auth::Basic(&c),
+        &[("grant_type", CIBA)],
+    )
+    .await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn token_missing_grant_type_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    let r = call(
+        &h,
+        &ep(&c.env_id, "token"),
+        Auth::Basic(&c),
+        &[("auth_req_id", &id)],
+    )
+    .await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn token_unknown_grant_type_is_unsupported_grant_type() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    for gt in [
+        "password",
+        "urn:openid:params:grant-type:cibax",
+        "authorization_code",
+    ] {
+        let r = call(
+            &h,
+            &ep(&c.env_id, "token"),
+            Auth::Basic(&c),
+            &[("grant_type", gt), ("auth_req_id", UNKNOWN_ID)],
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+}
+
+#[tokio::test]
+async fn app_without_ciba_grant_is_unauthorized_client_at_both_endpoints() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    patch_app(&h, &c, json!({"grantTypes": ["CLIENT_CREDENTIALS"]})).await;
+    let r = h
+        .ciba(&c, &[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
+    let r = h.poll(&c, &id).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
+}
+
+#[tokio::test]
+async fn disabled_app_is_unauthorized_client() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    approve(&h, &c.env_id, &id).await;
+    patch_app(&h, &c, json!({"enabled": false})).await;
+    let r = h
+        .ciba(&c, &[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
+    let r = h.poll(&c, &id).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
+}
+
+// --- 2. concurrency -------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_polls_of_an_approved_request_redeem_exactly_once() {
+    let h = Arc::new(Harness::new().await);
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    approve(&h, &c.env_id, &id).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (h, c, id) = (h.clone(), c.clone(), id.clone());
+            tokio::spawn(async move { h.poll(&c, &id).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == StatusCode::OK {
+            ok += 1;
+        } else {
+            assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+// --- 3. backchannel request errors ----------------------------------------------------------
+
+async fn ciba_pairs(h: &Harness, c: &Client, pairs: &[(&str, &str)]) -> Resp {
+    h.ciba(c, pairs).await
+}
+
+#[tokio::test]
+async fn bc_missing_scope_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(&h, &c, &[("login_hint", "alice")]).await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn bc_scope_without_openid_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[("scope", "profile email"), ("login_hint", "alice")],
+    )
+    .await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn bc_unknown_scope_is_invalid_scope() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[("scope", "openid bogus"), ("login_hint", "alice")],
+    )
+    .await;
+    assert_validation(&r, "invalid_scope");
+}
+
+#[tokio::test]
+async fn bc_missing_openid_is_reported_before_unknown_scope() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[("scope", "profile bogus"), ("login_hint", "alice")],
+    )
+    .await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn bc_no_hint_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(&h, &c, &[("scope", "openid")]).await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn bc_two_hints_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let tokens = flow(&h, &c, "openid").await;
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("id_token_hint", tokens["id_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn bc_binding_message_too_long_is_invalid_binding_message() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let long = "a".repeat(65);
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("binding_message", &long),
+        ],
+    )
+    .await;
+    assert_validation(&r, "invalid_binding_message");
+    // 64 scalar values (multi-byte ones) are fine.
+    let max = "€".repeat(64);
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("binding_message", &max),
+        ],
+    )
+    .await;
+    assert_ok(&r);
+}
+
+#[tokio::test]
+async fn bc_binding_message_with_control_or_format_chars_is_invalid() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    for m in [
+        "line\nbreak",
+        "zero\u{200B}width",
+        "tab\there",
+        "ls\u{2028}x",
+    ] {
+        let r = ciba_pairs(
+            &h,
+            &c,
+            &[
+                ("scope", "openid"),
+                ("login_hint", "alice"),
+                ("binding_message", m),
+            ],
+        )
+        .await;
+        assert_validation(&r, "invalid_binding_message");
+        assert!(!r.text.contains('\n'), "input reflected: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn bc_unicode_binding_message_is_kept_verbatim() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let msg = "Pay €50 at Pump 4 👨\u{200D}👩\u{200D}👧";
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("binding_message", msg),
+        ],
+    )
+    .await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap();
+    let r = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["bindingMessage"], msg);
+}
+
+#[tokio::test]
+async fn bc_bad_requested_expiry_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    for v in ["0", "-1", "abc", "1.5", " 30"] {
+        let r = ciba_pairs(
+            &h,
+            &c,
+            &[
+                ("scope", "openid"),
+                ("login_hint", "alice"),
+                ("requested_expiry", v),
+            ],
+        )
+        .await;
+        assert_validation(&r, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn bc_requested_expiry_is_honoured_and_clamped() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("requested_expiry", "30"),
+        ],
+    )
+    .await;
+    assert_ok(&r);
+    assert_eq!(r.body["expires_in"], json!(30));
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    h.clock.advance_secs(30);
+    assert_poll(&h.poll(&c, &id).await, "expired_token", EXPIRED);
+
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("requested_expiry", "99999"),
+        ],
+    )
+    .await;
+    assert_ok(&r);
+    assert_eq!(r.body["expires_in"], json!(600));
+}
+
+#[tokio::test]
+async fn bc_unknown_user_is_unknown_user_id() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", "nobody")]).await;
+    assert_validation(&r, "unknown_user_id");
+}
+
+#[tokio::test]
+async fn bc_disabled_user_is_unknown_user_id() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}/users/{user}", c.env_id),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", "alice")]).await;
+    assert_validation(&r, "unknown_user_id");
+}
+
+#[tokio::test]
+async fn bc_unsupported_parameters_are_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    for (name, value) in [
+        ("request", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"),
+        ("user_code", "1234"),
+        (
+            "authorization_details",
+            r#"[{"type":"payment","amount":"50.00"}]"#,
+        ),
+    ] {
+        let r = ciba_pairs(
+            &h,
+            &c,
+            &[("scope", "openid"), ("login_hint", "alice"), (name, value)],
+        )
+        .await;
+        assert_validation(&r, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn bc_duplicate_parameter_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = h
+        .post_raw(
+            &ep(&c.env_id, "cibaAuthorization"),
+            Some(&c.basic()),
+            b"scope=openid&scope=openid&login_hint=alice".to_vec(),
+        )
+        .await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn bc_invalid_utf8_after_decoding_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    for body in [
+        b"scope=openid&login_hint=%ff".to_vec(),
+        b"scope=openid&login_hint=%e2%82".to_vec(),
+        b"scope=openid&login_hint=%zz".to_vec(),
+        b"scope=openid&login_hint=\xff".to_vec(),
+        // A sign is not a hex digit: "%+4" must not decode to U+0004.
+        b"scope=openid&login_hint=alice&x=%+4".to_vec(),
+        b"scope=openid&login_hint=al%-1ce".to_vec(),
+    ] {
+        let r = h
+            .post_raw(&ep(&c.env_id, "cibaAuthorization"), Some(&c.basic()), body)
+            .await;
+        assert_validation(&r, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn bc_wrong_content_type_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(ep(&c.env_id, "cibaAuthorization"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, c.basic())
+        .body(Body::from(r#"{"scope":"openid","login_hint":"alice"}"#))
+        .unwrap();
+    let r = h.send(req).await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn bc_huge_body_is_refused_without_500() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let mut body = b"scope=openid&login_hint=alice&binding_message=".to_vec();
+    body.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    let r = h
+        .post_raw(&ep(&c.env_id, "cibaAuthorization"), Some(&c.basic()), body)
+        .await;
+    assert!(
+        r.status == StatusCode::PAYLOAD_TOO_LARGE || r.status == StatusCode::BAD_REQUEST,
+        "{} {}",
+        r.status,
+        r.text
+    );
+    assert_eq!(r.error(), "invalid_request", "{}", r.text);
+    assert_no_store(&r);
+    assert_correlation(&r);
+}
+
+#[tokio::test]
+async fn bc_success_shape() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", "alice")]).await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap();
+    assert!(id.len() >= 43, "{id}");
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+        "{id}"
+    );
+    assert!(r.body["expires_in"].is_i64() && !r.body["expires_in"].is_f64());
+    assert_eq!(r.body["expires_in"], json!(120));
+    assert!(r.body["interval"].is_i64() && !r.body["interval"].is_f64());
+    assert_eq!(r.body["interval"], json!(2));
+    // Two requests never share an id.
+    let r2 = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", "alice")]).await;
+    assert_ne!(r2.body["auth_req_id"], r.body["auth_req_id"]);
+}
+
+#[tokio::test]
+async fn bc_authorize_alias_works() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = h
+        .post_form(
+            &ep(&c.env_id, "bc-authorize"),
+            Some(&c.basic()),
+            &[("scope", "openid"), ("login_hint", "alice")],
+        )
+        .await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap();
+    assert_poll(&h.poll(&c, id).await, "authorization_pending", PENDING);
+}
+
+#[tokio::test]
+async fn unknown_environment_is_404_json() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let env = uuid::Uuid::new_v4().to_string();
+    let r = h
+        .post_form(
+            &ep(&env, "cibaAuthorization"),
+            Some(&c.basic()),
+            &[("scope", "openid"), ("login_hint", "alice")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(!r.error().is_empty(), "{}", r.text);
+    assert_correlation(&r);
+    let r = h
+        .post_form(
+            &ep(&env, "token"),
+            Some(&c.basic()),
+            &[("grant_type", CIBA), ("auth_req_id", UNKNOWN_ID)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(!r.error().is_empty(), "{}", r.text);
+    for path in [".well-known/openid-configuration", "jwks"] {
+        let r = h.get(&ep(&env, path), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text);
+        assert!(!r.error().is_empty(), "{path}: {}", r.text);
+    }
+}
+
+// --- 4. hints -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_hint_forms_resolve_alice() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let email_typed = "email:alice@example.com".to_owned();
+    let sub_typed = format!("sub:{user}");
+    for hint in [
+        "alice",
+        "ALICE@example.COM",
+        user.as_str(),
+        email_typed.as_str(),
+        "username:alice",
+        sub_typed.as_str(),
+        "tel:+15550102030",
+    ] {
+        let r = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", hint)]).await;
+        assert_ok(&r);
+        let id = r.body["auth_req_id"].as_str().unwrap();
+        let show = h
+            .admin(
+                Method::GET,
+                &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
+                None,
+            )
+            .await;
+        assert_eq!(show.body["user"]["id"], user.as_str(), "{hint}");
+    }
+    for hint in [
+        "bob",
+        "email:bob@example.com",
+        "sub:nobody",
+        "tel:+19999999999",
+        "username:ALICE@example.com",
+    ] {
+        let r = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", hint)]).await;
+        assert_validation(&r, "unknown_user_id");
+    }
+}
+
+async fn with_id_token_hint(h: &Harness, c: &Client, hint: &str) -> Resp {
+    ciba_pairs(h, c, &[("scope", "openid"), ("id_token_hint", hint)]).await
+}
+
+#[tokio::test]
+async fn id_token_hint_valid_and_expired_are_accepted() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let tokens = flow(&h, &c, "openid").await;
+    let idt = tokens["id_token"].as_str().unwrap();
+    assert_ok(&with_id_token_hint(&h, &c, idt).await);
+    h.clock.advance_secs(7200);
+    assert_ok(&with_id_token_hint(&h, &c, idt).await);
+}
+
+#[tokio::test]
+async fn id_token_hint_tampered_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let tokens = flow(&h, &c, "openid").await;
+    let idt = tokens["id_token"].as_str().unwrap();
+    let sig_start = idt.rfind('.').unwrap() + 1;
+    let mut bytes = idt.as_bytes().to_vec();
+    let i = sig_start + 10;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    assert_validation(
+        &with_id_token_hint(&h, &c, &tampered).await,
+        "invalid_request",
+    );
+    // A changed payload with the original signature fails too.
+    let mut parts: Vec<String> = idt.split('.').map(str::to_owned).collect();
+    let mut claims = claims_of(idt);
+    claims["sub"] = json!("someone-else");
+    parts[1] = b64(claims.to_string().as_bytes());
+    assert_validation(
+        &with_id_token_hint(&h, &c, &parts.join(".")).await,
+        "invalid_request",
+    );
+    assert_validation(
+        &with_id_token_hint(&h, &c, "not-a-jwt").await,
+        "invalid_request",
+    );
+}
+
+#[tokio::test]
+async fn id_token_hint_from_another_environment_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let (other, _) = h.sandbox().await;
+    let tokens = flow(&h, &other, "openid").await;
+    let r = with_id_token_hint(&h, &c, tokens["id_token"].as_str().unwrap()).await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn id_token_hint_issued_to_another_client_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let other = h.create_app(&c.env_id, json!({})).await;
+    let tokens = flow(&h, &other, "openid").await;
+    let r = with_id_token_hint(&h, &c, tokens["id_token"].as_str().unwrap()).await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn access_token_as_id_token_hint_is_invalid_request() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let tokens = flow(&h, &c, "openid").await;
+    let r = with_id_token_hint(&h, &c, tokens["access_token"].as_str().unwrap()).await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn id_token_hint_of_deleted_user_is_unknown_user_id() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let tokens = flow(&h, &c, "openid").await;
+    let r = h
+        .admin(
+            Method::DELETE,
+            &format!("/v1/environments/{}/users/{user}", c.env_id),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let r = with_id_token_hint(&h, &c, tokens["id_token"].as_str().unwrap()).await;
+    assert_validation(&r, "unknown_user_id");
+}
+
+fn lht_claims(h: &Harness, c: &Client, sub: &str) -> Value {
+    let t = now(h);
+    json!({"iss": c.id, "sub": sub, "aud": h.issuer(&c.env_id), "exp": t + 300, "iat": t})
+}
+
+async fn with_lht(h: &Harness, c: &Client, token: &str) -> Resp {
+    ciba_pairs(h, c, &[("scope", "openid"), ("login_hint_token", token)]).await
+}
+
+fn hmac_lht(c: &Client, claims: &Value) -> String {
+    sign_hmac_jws(HmacAlg::HS256, c.secret.as_bytes(), claims).unwrap()
+}
+
+#[tokio::test]
+async fn login_hint_token_hs256_by_id_and_username() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    for sub in [user.as_str(), "alice"] {
+        let r = with_lht(&h, &c, &hmac_lht(&c, &lht_claims(&h, &c, sub))).await;
+        assert_ok(&r);
+    }
+}
+
+#[tokio::test]
+async fn login_hint_token_expired_is_expired_login_hint_token() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let token = hmac_lht(&c, &lht_claims(&h, &c, &user));
+    h.clock.advance_secs(301);
+    let r = with_lht(&h, &c, &token).await;
+    assert_validation(&r, "expired_login_hint_token");
+}
+
+#[tokio::test]
+async fn login_hint_token_failures_are_invalid_request() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let other = h.create_app(&c.env_id, json!({})).await;
+    let claims = lht_claims(&h, &c, &user);
+    // Wrong secret.
+    let wrong = sign_hmac_jws(HmacAlg::HS256, b"not-the-secret-0123456789", &claims).unwrap();
+    assert_validation(&with_lht(&h, &c, &wrong).await, "invalid_request");
+    // Another client's iss (signed with that client's secret, and with ours).
+    let mut foreign = claims.clone();
+    foreign["iss"] = json!(other.id);
+    assert_validation(
+        &with_lht(&h, &c, &hmac_lht(&other, &foreign)).await,
+        "invalid_request",
+    );
+    assert_validation(
+        &with_lht(&h, &c, &hmac_lht(&c, &foreign)).await,
+        "invalid_request",
+    );
+    // Wrong aud.
+    let mut bad_aud = claims.clone();
+    bad_aud["aud"] = json!(format!("{}/token", h.issuer(&c.env_id)));
+    assert_validation(
+        &with_lht(&h, &c, &hmac_lht(&c, &bad_aud)).await,
+        "invalid_request",
+    );
+    // No exp.
+    let mut no_exp = claims.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_validation(
+        &with_lht(&h, &c, &hmac_lht(&c, &no_exp)).await,
+        "invalid_request",
+    );
+    // A cty header, correctly signed.
+    let head = b64(br#"{"alg":"HS256","typ":"JWT","cty":"JWT"}"#);
+    let input = format!("{head}.{}", b64(claims.to_string().as_bytes()));
+    let mac = hex_decode(&assent_crypto::hmac_sha256_hex(
+        c.secret.as_bytes(),
+        input.as_bytes(),
+    ));
+    let cty = format!("{input}.{}", b64(&mac));
+    assert_validation(&with_lht(&h, &c, &cty).await, "invalid_request");
+    // alg none.
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    assert_validation(&with_lht(&h, &c, &none).await, "invalid_request");
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn login_hint_token_unknown_sub_is_unknown_user_id() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = with_lht(&h, &c, &hmac_lht(&c, &lht_claims(&h, &c, "nobody"))).await;
+    assert_validation(&r, "unknown_user_id");
+}
+
+#[tokio::test]
+async fn login_hint_token_es256_for_private_key_jwt_app() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let (c, signer) = key_app(&h, &base.env_id, SigningAlg::ES256).await;
+    let token = signer
+        .sign(Some("JWT"), &lht_claims(&h, &c, "alice"))
+        .unwrap();
+    let r = call(
+        &h,
+        &ep(&c.env_id, "cibaAuthorization"),
+        Auth::Key(&c, &signer),
+        &[("scope", "openid"), ("login_hint_token", &token)],
+    )
+    .await;
+    assert_ok(&r);
+}
+
+// --- 5. client authentication ----------------------------------------------------------------
+
+#[tokio::test]
+async fn client_secret_basic_ok_and_attacks() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    flow(&h, &c, "openid").await;
+    let token = ep(&c.env_id, "token");
+    let poll = [("grant_type", CIBA), ("auth_req_id", UNKNOWN_ID)];
+    // Wrong secret, at both endpoints.
+    let wrong = basic(&c.id, "wrong-secret");
+    assert_invalid_client(&h.post_form(&token, Some(&wrong), &poll).await);
+    assert_invalid_client(
+        &h.post_form(
+            &ep(&c.env_id, "cibaAuthorization"),
+            Some(&wrong),
+            &[("scope", "openid"), ("login_hint", "alice")],
+        )
+        .await,
+    );
+    // Unknown client id.
+    let unknown = basic(&uuid::Uuid::new_v4().to_string(), &c.secret);
+    assert_invalid_client(&h.post_form(&token, Some(&unknown), &poll).await);
+    // Percent-encoded credentials (RFC 6749 §2.3.1) are decoded.
+    let pct = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let r = h
+        .post_form(&token, Some(&basic(&pct(&c.id), &pct(&c.secret))), &poll)
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Basic + client_secret in the body: two methods.
+    let r = h
+        .post_form(
+            &token,
+            Some(&c.basic()),
+            &[
+                ("grant_type", CIBA),
+                ("auth_req_id", UNKNOWN_ID),
+                ("client_secret", &c.secret),
+            ],
+        )
+        .await;
+    assert_validation(&r, "invalid_request");
+    // A matching client_id parameter is fine; a different one is not.
+    let r = h
+        .post_form(
+            &token,
+            Some(&c.basic()),
+            &[
+                ("grant_type", CIBA),
+                ("auth_req_id", UNKNOWN_ID),
+                ("client_id", &c.id),
+            ],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    let other = h.create_app(&c.env_id, json!({})).await;
+    let r = h
+        .post_form(
+            &token,
+            Some(&c.basic()),
+            &[
+                ("grant_type", CIBA),
+                ("auth_req_id", UNKNOWN_ID),
+                ("client_id", &other.id),
+            ],
+        )
+        .await;
+    assert_invalid_client(&r);
+    // No credentials at all.
+    assert_invalid_client(&h.post_form(&token, None, &poll).await);
+    assert_invalid_client(
+        &h.post_form(
+            &ep(&c.env_id, "cibaAuthorization"),
+            None,
+            &[("scope", "openid"), ("login_hint", "alice")],
+        )
+        .await,
+    );
+    // Malformed Basic and Bearer are invalid_client too.
+    assert_invalid_client(&h.post_form(&token, Some("Basic !!!"), &poll).await);
+    assert_invalid_client(&h.post_form(&token, Some("Bearer abc"), &poll).await);
+    // A client of another environment is unknown here.
+    let (foreign, _) = h.sandbox().await;
+    let r = h.post_form(&token, Some(&foreign.basic()), &poll).await;
+    assert_invalid_client(&r);
+}
+
+#[tokio::test]
+async fn client_secret_post_ok_and_wrong_method() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "CLIENT_SECRET_POST"}),
+        )
+        .await;
+    flow_with(&h, &c.env_id, Auth::Post(&c), "openid").await;
+    let token = ep(&c.env_id, "token");
+    let poll = [("grant_type", CIBA), ("auth_req_id", UNKNOWN_ID)];
+    // Basic used by a POST app.
+    assert_invalid_client(&h.post_form(&token, Some(&c.basic()), &poll).await);
+    // Wrong secret.
+    let r = h
+        .post_form(
+            &token,
+            None,
+            &[
+                ("grant_type", CIBA),
+                ("auth_req_id", UNKNOWN_ID),
+                ("client_id", &c.id),
+                ("client_secret", "nope"),
+            ],
+        )
+        .await;
+    assert_invalid_client(&r);
+    // Secret without client_id.
+    let r = h
+        .post_form(
+            &token,
+            None,
+            &[
+                ("grant_type", CIBA),
+                ("auth_req_id", UNKNOWN_ID),
+                ("client_secret", &c.secret),
+            ],
+        )
+        .await;
+    assert_invalid_client(&r);
+    // And the Basic app cannot use POST.
+    let r = call(&h, &token, Auth::Post(&base), &poll).await;
+    assert_invalid_client(&r);
+}
+
+#[tokio::test]
+async fn client_secret_jwt_all_hmac_algs_ok() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "CLIENT_SECRET_JWT"}),
+        )
+        .await;
+    for alg in [HmacAlg::HS256, HmacAlg::HS384, HmacAlg::HS512] {
+        flow_with(&h, &c.env_id, Auth::Hmac(&c, alg), "openid").await;
+    }
+    // A Basic attempt by a CLIENT_SECRET_JWT app is the wrong method.
+    let r = h
+        .post_form(
+            &ep(&c.env_id, "token"),
+            Some(&c.basic()),
+            &[("grant_type", CIBA), ("auth_req_id", UNKNOWN_ID)],
+        )
+        .await;
+    assert_invalid_client(&r);
+}
+
+#[tokio::test]
+async fn client_secret_jwt_attacks_are_invalid_client() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let (foreign, _) = h.sandbox().await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "CLIENT_SECRET_JWT"}),
+        )
+        .await;
+    let env = c.env_id.clone();
+    let issuer = h.issuer(&env);
+    let sign = |claims: &Value| sign_hmac_jws(HmacAlg::HS256, c.secret.as_bytes(), claims).unwrap();
+    let base_claims = || assertion_claims(&h, &c.id, json!(issuer));
+    let t = now(&h);
+
+    // Baseline: accepted (invalid_grant on the never-issued auth_req_id).
+    let r = token_with_assertion(&h, &env, &sign(&base_claims())).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    let mut expired = base_claims();
+    expired["exp"] = json!(t - 1);
+    cases.push(("expired", sign(&expired)));
+    let mut far = base_claims();
+    far["exp"] = json!(t + 3600 + 60);
+    cases.push(("exp > 1h ahead", sign(&far)));
+    let mut nbf = base_claims();
+    nbf["nbf"] = json!(t + 60);
+    cases.push(("nbf in the future", sign(&nbf)));
+    let mut no_jti = base_claims();
+    no_jti.as_object_mut().unwrap().remove("jti");
+    cases.push(("no jti", sign(&no_jti)));
+    let mut no_exp = base_claims();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    cases.push(("no exp", sign(&no_exp)));
+    let mut aud = base_claims();
+    aud["aud"] = json!(h.issuer(&foreign.env_id));
+    cases.push(("foreign aud", sign(&aud)));
+    let mut sub = base_claims();
+    sub["sub"] = json!("someone-else");
+    cases.push(("iss != sub", sign(&sub)));
+    let wrong_secret =
+        sign_hmac_jws(HmacAlg::HS256, b"wrong-secret-wrong-secret", &base_claims()).unwrap();
+    cases.push(("wrong secret", wrong_secret));
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(base_claims().to_string().as_bytes())
+    );
+    cases.push(("alg none", none));
+    for (what, jwt) in &cases {
+        let r = token_with_assertion(&h, &env, jwt).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.text);
+        assert_invalid_client(&r);
+    }
+
+    // Replayed jti: the second use fails.
+    let once = sign(&base_claims());
+    assert_error(
+        &token_with_assertion(&h, &env, &once).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_invalid_client(&token_with_assertion(&h, &env, &once).await);
+
+    // Wrong client_assertion_type.
+    let r = h
+        .post_form(
+            &ep(&env, "token"),
+            None,
+            &[
+                ("grant_type", CIBA),
+                ("auth_req_id", UNKNOWN_ID),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:saml2-bearer",
+                ),
+                ("client_assertion", &sign(&base_claims())),
+            ],
+        )
+        .await;
+    assert_invalid_client(&r);
+}
+
+#[tokio::test]
+async fn private_key_jwt_all_key_types_ok() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    for alg in [
+        SigningAlg::RS256,
+        SigningAlg::PS256,
+        SigningAlg::ES256,
+        SigningAlg::EdDSA,
+    ] {
+        let (c, signer) = key_app(&h, &base.env_id, alg).await;
+        flow_with(&h, &c.env_id, Auth::Key(&c, &signer), "openid").await;
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_audiences() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let (c, signer) = key_app(&h, &base.env_id, SigningAlg::ES256).await;
+    let env = c.env_id.clone();
+    let issuer = h.issuer(&env);
+    for aud in [
+        json!(issuer),
+        json!(format!("{issuer}/token")),
+        json!([format!("{issuer}/token")]),
+        json!(["https://elsewhere.example", issuer]),
+    ] {
+        let jwt = signer
+            .sign(Some("JWT"), &assertion_claims(&h, &c.id, aud.clone()))
+            .unwrap();
+        let r = token_with_assertion(&h, &env, &jwt).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    // [endpoint] at /cibaAuthorization.
+    let jwt = signer
+        .sign(
+            Some("JWT"),
+            &assertion_claims(&h, &c.id, json!([format!("{issuer}/cibaAuthorization")])),
+        )
+        .unwrap();
+    let r = h
+        .post_form(
+            &ep(&env, "cibaAuthorization"),
+            None,
+            &[
+                ("scope", "openid"),
+                ("login_hint", "alice"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &jwt),
+            ],
+        )
+        .await;
+    assert_ok(&r);
+    // The backchannel endpoint is not an audience of a token-endpoint call.
+    let jwt = signer
+        .sign(
+            Some("JWT"),
+            &assertion_claims(&h, &c.id, json!(format!("{issuer}/cibaAuthorization"))),
+        )
+        .unwrap();
+    assert_invalid_client(&token_with_assertion(&h, &env, &jwt).await);
+    // Some other URL.
+    let jwt = signer
+        .sign(
+            Some("JWT"),
+            &assertion_claims(&h, &c.id, json!("https://assent.test/other/as")),
+        )
+        .unwrap();
+    assert_invalid_client(&token_with_assertion(&h, &env, &jwt).await);
+}
+
+#[tokio::test]
+async fn private_key_jwt_key_confusion_and_foreign_key_are_invalid_client() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let kid = "kid1";
+    let km = generate_key(SigningAlg::ES256, kid).unwrap();
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "PRIVATE_KEY_JWT", "jwks": {"keys": [km.public_jwk.clone()]}}),
+        )
+        .await;
+    let env = c.env_id.clone();
+    let issuer = h.issuer(&env);
+    // HS256 keyed with the public JWK's JSON text.
+    for key_text in [
+        km.public_jwk.to_string(),
+        serde_json::to_string_pretty(&km.public_jwk).unwrap(),
+    ] {
+        let jwt = sign_hmac_jws(
+            HmacAlg::HS256,
+            key_text.as_bytes(),
+            &assertion_claims(&h, &c.id, json!(issuer)),
+        )
+        .unwrap();
+        assert_invalid_client(&token_with_assertion(&h, &env, &jwt).await);
+    }
+    // A key not registered, same kid and a fresh kid.
+    for other_kid in [kid, "kid2"] {
+        let other = generate_key(SigningAlg::ES256, other_kid).unwrap();
+        let signer = JwsSigner::from_pkcs8(SigningAlg::ES256, other_kid, &other.pkcs8_der).unwrap();
+        let jwt = signer
+            .sign(Some("JWT"), &assertion_claims(&h, &c.id, json!(issuer)))
+            .unwrap();
+        assert_invalid_client(&token_with_assertion(&h, &env, &jwt).await);
+        let r = h
+            .post_form(
+                &ep(&env, "cibaAuthorization"),
+                None,
+                &[
+                    ("scope", "openid"),
+                    ("login_hint", "alice"),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &jwt),
+                ],
+            )
+            .await;
+        assert_invalid_client(&r);
+    }
+    // alg none claiming to be this client.
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none"}"#),
+        b64(assertion_claims(&h, &c.id, json!(issuer))
+            .to_string()
+            .as_bytes())
+    );
+    assert_invalid_client(&token_with_assertion(&h, &env, &none).await);
+    // The registered key still works.
+    let signer = JwsSigner::from_pkcs8(SigningAlg::ES256, kid, &km.pkcs8_der).unwrap();
+    let jwt = signer
+        .sign(Some("JWT"), &assertion_claims(&h, &c.id, json!(issuer)))
+        .unwrap();
+    assert_error(
+        &token_with_assertion(&h, &env, &jwt).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
+// --- 6. tokens ------------------------------------------------------------------------------
+
+fn verify_with_openidconnect(
+    jwks: &Value,
+    issuer: &str,
+    client_id: &str,
+    at_time: i64,
+    id_token: &str,
+    access_token: &str,
+) -> Value {
+    use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
+    use openidconnect::{AccessToken, AccessTokenHash, ClientId, IssuerUrl, Nonce};
+
+    let keys: CoreJsonWebKeySet = serde_json::from_value(jwks.clone()).unwrap();
+    let verifier = CoreIdTokenVerifier::new_public_client(
+        ClientId::new(client_id.to_owned()),
+        IssuerUrl::new(issuer.to_owned()).unwrap(),
+        keys,
+    )
+    .allow_any_alg()
+    .set_time_fn(move || chrono::DateTime::from_timestamp(at_time, 0).unwrap());
+    let token: CoreIdToken = id_token.parse().unwrap();
+    let claims = token
+        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+        .expect("ID token verifies");
+    let expected = AccessTokenHash::from_token(
+        &AccessToken::new(access_token.to_owned()),
+        token.signing_alg().unwrap(),
+        token.signing_key(&verifier).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims.access_token_hash(), Some(&expected));
+    serde_json::to_value(claims).unwrap()
+}
+
+#[tokio::test]
+async fn id_token_verifies_with_openidconnect_for_every_alg() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let env = base.env_id.clone();
+    let issuer = h.issuer(&env);
+    for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
+        let c = h
+            .create_app(&env, json!({"idTokenSigningAlgorithm": alg}))
+            .await;
+        let tokens = flow(&h, &c, "openid").await;
+        let jwks = env_jwks(&h, &env).await;
+        let idt = tokens["id_token"].as_str().unwrap();
+        let at = tokens["access_token"].as_str().unwrap();
+        assert_eq!(header_of(idt)["alg"], alg);
+        let claims = verify_with_openidconnect(&jwks, &issuer, &c.id, now(&h), idt, at);
+        assert_eq!(claims["iss"], issuer.as_str());
+        // Independently: at_hash is the left half of SHA-256 for the *256 algorithms.
+        if alg != "EdDSA" {
+            let d = assent_crypto::sha256(at.as_bytes());
+            assert_eq!(claims_of(idt)["at_hash"], b64(&d[..16]));
+        }
+        // And with assent's own verifier against the JWKS.
+        let set = JwkSet::parse(&jwks).unwrap();
+        assent_crypto::verify_jws(idt, &set, &SigningAlg::ALL).unwrap();
+        let kid = header_of(idt)["kid"].as_str().unwrap().to_owned();
+        assert!(set.contains_kid(&kid));
+    }
+}
+
+#[tokio::test]
+async fn id_token_claims() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    h.clock.advance_secs(3);
+    let approved_at = now(&h);
+    approve(&h, &c.env_id, &id).await;
+    h.clock.advance_secs(4);
+    let r = h.poll(&c, &id).await;
+    assert_ok(&r);
+    let idt = r.body["id_token"].as_str().unwrap();
+    let header = header_of(idt);
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["typ"], "JWT");
+    let jwks = env_jwks(&h, &c.env_id).await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(kids.contains(&header["kid"].as_str().unwrap()));
+    let claims = claims_of(idt);
+    assert_eq!(claims["iss"], h.issuer(&c.env_id));
+    assert_eq!(claims["sub"], user.as_str());
+    assert_eq!(claims["aud"], c.id.as_str());
+    assert_eq!(claims["auth_time"], json!(approved_at));
+    assert_eq!(claims["iat"], json!(now(&h)));
+    assert_eq!(claims["exp"], json!(claims["iat"].as_i64().unwrap() + 3600));
+    assert_eq!(claims["amr"], json!(["sim"]));
+    assert_eq!(claims["env"], c.env_id.as_str());
+    assert!(claims.get("acr").is_none(), "{claims}");
+    for absent in ["email", "name", "given_name", "preferred_username"] {
+        assert!(claims.get(absent).is_none(), "{absent} in {claims}");
+    }
+}
+
+#[tokio::test]
+async fn id_token_acr_only_when_requested() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("acr_values", "urn:assent:acr:pwd"),
+        ],
+    )
+    .await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    approve(&h, &c.env_id, &id).await;
+    let r = h.poll(&c, &id).await;
+    assert_ok(&r);
+    let claims = claims_of(r.body["id_token"].as_str().unwrap());
+    assert_eq!(claims["acr"], "urn:assent:acr:pwd");
+}
+
+#[tokio::test]
+async fn id_token_claims_by_scope() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let email = claims_of(
+        flow(&h, &c, "openid email").await["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(email["email"], "Alice@Example.com");
+    for absent in ["name", "given_name", "preferred_username"] {
+        assert!(email.get(absent).is_none(), "{absent} in {email}");
+    }
+    let profile = claims_of(
+        flow(&h, &c, "openid profile").await["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(profile.get("email").is_none(), "{profile}");
+    assert_eq!(profile["name"], "Alice Liddell");
+    assert_eq!(profile["given_name"], "Alice");
+    assert_eq!(profile["preferred_username"], "alice");
+}
+
+#[tokio::test]
+async fn access_token_is_an_rfc9068_jwt() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let tokens = flow(&h, &c, "openid email").await;
+    let at = tokens["access_token"].as_str().unwrap();
+    assert_eq!(header_of(at)["typ"], "at+jwt");
+    let claims = claims_of(at);
+    let issuer = h.issuer(&c.env_id);
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["sub"], user.as_str());
+    assert!(claims.get("aud").is_some_and(|a| !a.is_null()));
+    assert_eq!(claims["client_id"], c.id.as_str());
+    assert_eq!(claims["scope"], "openid email");
+    assert_eq!(claims["iat"], json!(now(&h)));
+    assert_eq!(claims["exp"], json!(now(&h) + 3600));
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    assert_eq!(claims["env"], c.env_id.as_str());
+    let set = JwkSet::parse(&env_jwks(&h, &c.env_id).await).unwrap();
+    assent_crypto::verify_jws(at, &set, &SigningAlg::ALL).unwrap();
+}
+
+// --- 7. refresh -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn refresh_token_only_with_offline_access_and_grant() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    assert!(t["refresh_token"].is_string(), "{t}");
+    assert_eq!(t["scope"], "openid offline_access");
+    let t = flow(&h, &c, "openid").await;
+    assert!(t.get("refresh_token").is_none(), "{t}");
+
+    let no_rt = h
+        .create_app(&c.env_id, json!({"grantTypes": ["CIBA"]}))
+        .await;
+    let t = flow(&h, &no_rt, "openid offline_access").await;
+    assert!(t.get("refresh_token").is_none(), "{t}");
+    assert_eq!(t["scope"], "openid");
+    assert_eq!(
+        claims_of(t["access_token"].as_str().unwrap())["scope"],
+        "openid"
+    );
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
+    let at1 = t["access_token"].as_str().unwrap().to_owned();
+    h.clock.advance_secs(10);
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_ok(&r);
+    let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let at2 = r.body["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(rt1, rt2);
+    assert_ne!(at1, at2);
+    assert!(r.body["id_token"].is_string());
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_ok(&userinfo(&h, &c.env_id, &at2).await);
+
+    // Reuse of the rotated token: invalid_grant, and the new one is revoked too.
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    let r = refresh(&h, &c, &rt2, None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(introspect(&h, &c, &rt2).await.body["active"], false);
+    assert_eq!(introspect(&h, &c, &at2).await.body["active"], false);
+    assert_eq!(
+        userinfo(&h, &c.env_id, &at2).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn refresh_by_another_client_is_invalid_grant() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let other = h.create_app(&c.env_id, json!({})).await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    let rt = t["refresh_token"].as_str().unwrap();
+    assert_error(
+        &refresh(&h, &other, rt, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    // The owner's token is untouched.
+    assert_ok(&refresh(&h, &c, rt, None).await);
+}
+
+#[tokio::test]
+async fn refresh_scope_narrowing_and_widening() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let t = flow(&h, &c, "openid email profile offline_access").await;
+    let rt = t["refresh_token"].as_str().unwrap();
+    let r = refresh(&h, &c, rt, Some("openid phone")).await;
+    assert_validation(&r, "invalid_scope");
+    let r = refresh(&h, &c, rt, Some("openid email")).await;
+    assert_ok(&r);
+    let scope = r.body["scope"].as_str().unwrap();
+    assert!(scope.split(' ').any(|s| s == "email"), "{scope}");
+    assert!(!scope.split(' ').any(|s| s == "profile"), "{scope}");
+    let idt = claims_of(r.body["id_token"].as_str().unwrap());
+    assert!(idt.get("name").is_none(), "{idt}");
+    assert_eq!(idt["email"], "Alice@Example.com");
+    // Missing refresh_token parameter.
+    let r = h
+        .post_form(
+            &ep(&c.env_id, "token"),
+            Some(&c.basic()),
+            &[("grant_type", "refresh_token")],
+        )
+        .await;
+    assert_validation(&r, "invalid_request");
+    assert_error(
+        &refresh(&h, &c, "garbage", None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
+// --- 8. userinfo ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn userinfo_get_and_post() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let t = flow(&h, &c, "openid email").await;
+    let at = t["access_token"].as_str().unwrap();
+    let r = userinfo(&h, &c.env_id, at).await;
+    assert_ok(&r);
+    assert_eq!(r.body["sub"], user.as_str());
+    assert_eq!(r.body["email"], "Alice@Example.com");
+    assert!(r.body.get("name").is_none());
+    let r = h
+        .post_raw(
+            &ep(&c.env_id, "userinfo"),
+            Some(&format!("Bearer {at}")),
+            Vec::new(),
+        )
+        .await;
+    assert_ok(&r);
+    assert_eq!(r.body["sub"], user.as_str());
+
+    let t = flow(&h, &c, "openid profile").await;
+    let r = userinfo(&h, &c.env_id, t["access_token"].as_str().unwrap()).await;
+    assert_ok(&r);
+    assert_eq!(r.body["preferred_username"], "alice");
+    assert!(r.body.get("email").is_none());
+}
+
+#[tokio::test]
+async fn userinfo_errors_follow_rfc6750() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let path = ep(&c.env_id, "userinfo");
+    // No token: a bare challenge.
+    let r = h.get(&path, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let www = r.header("www-authenticate").unwrap();
+    assert!(www.starts_with("Bearer realm="), "{www}");
+    assert!(!www.contains("error="), "{www}");
+    assert_no_store(&r);
+    assert_correlation(&r);
+    // Garbage token.
+    let r = h.get(&path, Some("Bearer garbage.token.here")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    assert_no_store(&r);
+    // Expired.
+    let t = flow(&h, &c, "openid").await;
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    h.clock.advance_secs(3601);
+    let r = userinfo(&h, &c.env_id, &at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    // Revoked.
+    let t = flow(&h, &c, "openid").await;
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    assert_ok(&userinfo(&h, &c.env_id, &at).await);
+    let r = h
+        .post_form(
+            &ep(&c.env_id, "revoke"),
+            Some(&c.basic()),
+            &[("token", &at)],
+        )
+        .await;
+    assert_ok(&r);
+    let r = userinfo(&h, &c.env_id, &at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    // The ID token is not an access token.
+    let r = userinfo(&h, &c.env_id, t["id_token"].as_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    // An access token of another environment.
+    let (other, _) = h.sandbox().await;
+    let t = flow(&h, &other, "openid").await;
+    let r = userinfo(&h, &c.env_id, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
+// --- 9. introspection and revocation ----------------------------------------------------------
+
+#[tokio::test]
+async fn introspection() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let other = h.create_app(&c.env_id, json!({})).await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    let at = t["access_token"].as_str().unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+
+    let r = introspect(&h, &c, at).await;
+    assert_eq!(r.body["active"], true, "{}", r.text);
+    assert_eq!(r.body["sub"], user.as_str());
+    assert_eq!(r.body["client_id"], c.id.as_str());
+    assert_eq!(r.body["scope"], "openid offline_access");
+    assert_eq!(r.body["exp"], json!(now(&h) + 3600));
+
+    let r = introspect(&h, &other, at).await;
+    assert_eq!(r.body, json!({"active": false}));
+
+    let r = introspect(&h, &c, rt).await;
+    assert_eq!(r.body["active"], true, "{}", r.text);
+    assert_eq!(r.body["token_type"], "refresh_token");
+    assert_eq!(
+        introspect(&h, &other, rt).await.body,
+        json!({"active": false})
+    );
+
+    for garbage in ["garbage", "a.b.c", t["id_token"].as_str().unwrap()] {
+        assert_eq!(
+            introspect(&h, &c, garbage).await.body,
+            json!({"active": false})
+        );
+    }
+
+    let r = h
+        .post_form(&ep(&c.env_id, "introspect"), None, &[("token", at)])
+        .await;
+    assert_invalid_client(&r);
+    let r = h
+        .post_form(&ep(&c.env_id, "introspect"), Some(&c.basic()), &[])
+        .await;
+    assert_validation(&r, "invalid_request");
+}
+
+#[tokio::test]
+async fn revocation() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let revoke = |token: String| {
+        let h = &h;
+        let c = &c;
+        async move {
+            let r = h
+                .post_form(
+                    &ep(&c.env_id, "revoke"),
+                    Some(&c.basic()),
+                    &[("token", &token)],
+                )
+                .await;
+            assert_ok(&r);
+        }
+    };
+    // Access token.
+    let t = flow(&h, &c, "openid offline_access").await;
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    revoke(at.clone()).await;
+    assert_eq!(introspect(&h, &c, &at).await.body["active"], false);
+
+    // Refresh token: its family is revoked.
+    let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_ok(&r);
+    let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    revoke(rt2.clone()).await;
+    assert_error(
+        &refresh(&h, &c, &rt2, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_eq!(introspect(&h, &c, &rt2).await.body["active"], false);
+
+    // Revoking a parent refresh token revokes its live descendant.
+    let t = flow(&h, &c, "openid offline_access").await;
+    let parent = t["refresh_token"].as_str().unwrap().to_owned();
+    let r = refresh(&h, &c, &parent, None).await;
+    assert_ok(&r);
+    let child = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let child_at = r.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(introspect(&h, &c, &child_at).await.body["active"], true);
+    revoke(parent).await;
+    assert_error(
+        &refresh(&h, &c, &child, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_eq!(introspect(&h, &c, &child_at).await.body["active"], false);
+
+    // Unknown token: 200.
+    revoke("never-issued".into()).await;
+    // Another client's token is left alone.
+    let other = h.create_app(&c.env_id, json!({})).await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let r = h
+        .post_form(
+            &ep(&c.env_id, "revoke"),
+            Some(&other.basic()),
+            &[("token", &rt)],
+        )
+        .await;
+    assert_ok(&r);
+    assert_eq!(introspect(&h, &c, &rt).await.body["active"], true);
+    // Unauthenticated.
+    let r = h
+        .post_form(&ep(&c.env_id, "revoke"), None, &[("token", &rt)])
+        .await;
+    assert_invalid_client(&r);
+}
+
+// --- 10. discovery --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn discovery_document() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = h
+        .get(&ep(&c.env_id, ".well-known/openid-configuration"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let issuer = format!("https://assent.test/{}/as", c.env_id);
+    let d = &r.body;
+    assert_eq!(d["issuer"], issuer.as_str());
+    assert_eq!(d["token_endpoint"], format!("{issuer}/token"));
+    assert_eq!(d["jwks_uri"], format!("{issuer}/jwks"));
+    assert_eq!(
+        d["backchannel_authentication_endpoint"],
+        format!("{issuer}/cibaAuthorization")
+    );
+    assert_eq!(
+        d["backchannel_token_delivery_modes_supported"],
+        json!(["poll"])
+    );
+    assert!(
+        d["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(CIBA))
+    );
+    let methods = d["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap();
+    for m in [
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+    ] {
+        assert!(methods.contains(&json!(m)), "{m}");
+    }
+    let algs = d["id_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    assert!(algs.contains(&json!("EdDSA")));
+    assert!(!algs.contains(&json!("Ed25519")));
+    assert!(
+        d.get("backchannel_authentication_request_signing_alg_values_supported")
+            .is_none()
+    );
+    assert!(d.get("authorization_details_types_supported").is_none());
+    for r in [&r, &h.get(&ep(&c.env_id, "jwks"), None).await] {
+        let cc = r.header("cache-control").unwrap();
+        assert!(cc.contains("public"), "{cc}");
+        let max_age: u32 = cc
+            .split(',')
+            .filter_map(|p| p.trim().strip_prefix("max-age="))
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(max_age <= 300, "{cc}");
+        assert_correlation(r);
+    }
+}
+
+#[tokio::test]
+async fn tokens_verify_only_against_their_own_environments_jwks() {
+    let h = Harness::new().await;
+    let (a, _) = h.sandbox().await;
+    let (b, _) = h.sandbox().await;
+    let t = flow(&h, &a, "openid").await;
+    // Make sure B has keys published too.
+    flow(&h, &b, "openid").await;
+    let jwks_a = JwkSet::parse(&env_jwks(&h, &a.env_id).await).unwrap();
+    let jwks_b = JwkSet::parse(&env_jwks(&h, &b.env_id).await).unwrap();
+    for token in [
+        t["id_token"].as_str().unwrap(),
+        t["access_token"].as_str().unwrap(),
+    ] {
+        assent_crypto::verify_jws(token, &jwks_a, &SigningAlg::ALL).unwrap();
+        assert!(assent_crypto::verify_jws(token, &jwks_b, &SigningAlg::ALL).is_err());
+    }
+}
+
+// --- 11. correlation ids ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn correlation_id_on_every_response() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    let mut seen = std::collections::HashSet::new();
+    let responses = [
+        h.ciba(&c, &[("scope", "openid"), ("login_hint", "alice")])
+            .await,
+        h.poll(&c, &id).await,
+        h.poll(&c, &id).await,
+        h.ciba(&c, &[("scope", "openid")]).await,
+        h.post_form(&ep(&c.env_id, "token"), None, &[]).await,
+        h.get(&ep(&c.env_id, "jwks"), None).await,
+        h.get(&ep(&c.env_id, "userinfo"), None).await,
+    ];
+    for r in &responses {
+        assert_correlation(r);
+        assert!(seen.insert(r.header("x-correlation-id").unwrap().to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_a_json_body() {
+    let h = Harness::new().await;
+    let (client, _) = h.sandbox().await;
+    let r = h.get(&format!("/{}/as/token", client.env_id), None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.error(), "invalid_request");
+    let r = h
+        .admin(
+            axum::http::Method::PUT,
+            &format!("/v1/environments/{}", client.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.body["code"], "METHOD_NOT_ALLOWED");
 }

@@ -43,3 +43,21 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// auth_req_ids are base64url and may start with '-': they must still parse as the id.
+    #[test]
+    fn auth_req_ids_may_start_with_a_hyphen() {
+        for id in ["-cAbc_123", "--xyz-9", "-e"] {
+            let cli = Cli::try_parse_from(["assent", "request", "approve", "--env", "E", id])
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            let Command::Admin(cmd) = cli.command else {
+                panic!("expected an admin command")
+            };
+            assert!(format!("{cmd:?}").contains(&format!("{id:?}")), "{cmd:?}");
+        }
+    }
+}

@@ -75,8 +75,16 @@ fn serve(data_dir: &Path, port: u16) -> Running {
         base: format!("http://127.0.0.1:{port}"),
     };
     let started = Instant::now();
-    while !running.stdout.lock().unwrap().contains("auth_req_id=$AUTH_REQ_ID\"\n\n")
-        && !running.stdout.lock().unwrap().contains("returns the tokens")
+    while !running
+        .stdout
+        .lock()
+        .unwrap()
+        .contains("auth_req_id=$AUTH_REQ_ID\"\n\n")
+        && !running
+            .stdout
+            .lock()
+            .unwrap()
+            .contains("returns the tokens")
     {
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -108,7 +116,10 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
         if let Some(s) = child.try_wait().unwrap() {
             return s;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no graceful exit");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no graceful exit"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -143,19 +154,40 @@ async fn demo_flow_cli_and_shutdown() {
 
     // The data dir was created with the admin token (0600) and the at-rest key.
     let token_path = dir.join("admin-token");
-    let admin_token = std::fs::read_to_string(&token_path).unwrap().trim().to_owned();
+    let admin_token = std::fs::read_to_string(&token_path)
+        .unwrap()
+        .trim()
+        .to_owned();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let mode = std::fs::metadata(dir.join("secret-key")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join("secret-key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
 
     // Health and discovery.
-    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let disco: Value = http
         .get(format!("{base}/{env}/as/.well-known/openid-configuration"))
         .send()
@@ -185,15 +217,25 @@ async fn demo_flow_cli_and_shutdown() {
     let poll = || {
         http.post(format!("{base}/{env}/as/token"))
             .basic_auth(&client_id, Some(&secret))
-            .form(&[("grant_type", "urn:openid:params:grant-type:ciba"), ("auth_req_id", id.as_str())])
+            .form(&[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", id.as_str()),
+            ])
             .send()
     };
     let pending: Value = poll().await.unwrap().json().await.unwrap();
     assert_eq!(pending["error"], "authorization_pending");
 
-    let (ok, out, err) = cli(&dir, &base, &["request", "list", "--env", &env, "--status", "PENDING"]);
+    let (ok, out, err) = cli(
+        &dir,
+        &base,
+        &["request", "list", "--env", &env, "--status", "PENDING"],
+    );
     assert!(ok, "{err}");
-    assert!(out.contains(&id) && out.contains("Pay $5.00 at Pump 4"), "{out}");
+    assert!(
+        out.contains(&id) && out.contains("Pay $5.00 at Pump 4"),
+        "{out}"
+    );
     let (ok, _, err) = cli(&dir, &base, &["request", "approve", "--env", &env, &id]);
     assert!(ok, "{err}");
     let (ok, _, err) = cli(&dir, &base, &["request", "approve", "--env", &env, &id]);
@@ -208,10 +250,21 @@ async fn demo_flow_cli_and_shutdown() {
     let (ok, out, _) = cli(&dir, &base, &["env", "list", "--json"]);
     assert!(ok);
     assert!(out.contains(&env));
-    let (ok, _, err) = cli(&dir, &base, &["env", "create", "--name", "x", "--type", "STAGING"]);
+    let (ok, _, err) = cli(
+        &dir,
+        &base,
+        &["env", "create", "--name", "x", "--type", "STAGING"],
+    );
     assert!(!ok);
-    assert!(err.contains("INVALID_DATA") || err.contains("STAGING"), "{err}");
-    let (ok, out, err) = cli(&dir, &base, &["user", "list", "--env", &env, "--username", "demo"]);
+    assert!(
+        err.contains("INVALID_DATA") || err.contains("STAGING"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(
+        &dir,
+        &base,
+        &["user", "list", "--env", &env, "--username", "demo"],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("demo"));
 
@@ -219,9 +272,18 @@ async fn demo_flow_cli_and_shutdown() {
     let status = sigterm(&mut server.child);
     assert!(status.success(), "{status:?}");
     let logs = server.stderr.lock().unwrap().clone();
-    assert!(logs.contains("admin-token"), "the token file's path is logged");
-    assert!(!logs.contains(&admin_token), "the admin token must never be logged");
-    assert!(!logs.contains(&secret), "client secrets must never be logged");
+    assert!(
+        logs.contains("admin-token"),
+        "the token file's path is logged"
+    );
+    assert!(
+        !logs.contains(&admin_token),
+        "the admin token must never be logged"
+    );
+    assert!(
+        !logs.contains(&secret),
+        "client secrets must never be logged"
+    );
 
     // A second start with --demo on the same data dir reuses what it seeded.
     let mut again = serve(&dir, free_port());
@@ -229,7 +291,11 @@ async fn demo_flow_cli_and_shutdown() {
     assert_eq!(exported(&stdout2, "ENV"), env);
     assert_eq!(exported(&stdout2, "CLIENT_ID"), client_id);
     // The request accepted before the restart is still there.
-    let (ok, out, err) = cli(&dir, &again.base.clone(), &["request", "show", "--env", &env, &id]);
+    let (ok, out, err) = cli(
+        &dir,
+        &again.base.clone(),
+        &["request", "show", "--env", &env, &id],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("REDEEMED"), "{out}");
     sigterm(&mut again.child);

@@ -45,7 +45,6 @@ pub async fn openid_configuration(
         "revocation_endpoint": format!("{issuer}/revoke"),
         "backchannel_authentication_endpoint": format!("{issuer}/cibaAuthorization"),
         "backchannel_token_delivery_modes_supported": ["poll"],
-        "backchannel_user_code_parameter_supported": false,
         "grant_types_supported": [CIBA_GRANT, "refresh_token"],
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],

@@ -110,23 +110,31 @@ pub async fn revoke(
 ) -> Result<Response, OAuthResponseError> {
     let (app, token) = authenticated(&state, &env_id, &uri, &headers, &form).await?;
     let now = state.now();
-    match live_token(&state, &app, &token, now).await? {
-        Some(Live::Access(c)) => {
-            if let Some(jti) = c.get("jti").and_then(Value::as_str) {
-                state
-                    .store
-                    .revoke_access_token(&app.environment_id, jti)
-                    .await?;
-            }
-        }
-        Some(Live::Refresh(r)) => {
+    // A refresh token of the caller ends its whole grant, also when it has already been
+    // rotated (presenting a rotated token is reuse, §3.5): its live descendants go with it.
+    if token.matches('.').count() != 2 {
+        let hash = assent_crypto::sha256_b64url(token.as_bytes());
+        if let Some(r) = state
+            .store
+            .get_refresh_token(&app.environment_id, &hash)
+            .await?
+            .filter(|r| r.application_id == app.id)
+        {
             state
                 .store
                 .revoke_refresh_family(&app.environment_id, &r.family_id)
                 .await?;
         }
-        // RFC 7009 §2.2: an invalid or unknown token is not an error.
-        None => {}
+        return Ok(super::no_store(Json(json!({}))));
+    }
+    // RFC 7009 §2.2: an invalid, unknown or foreign token is not an error.
+    if let Some(Live::Access(c)) = live_token(&state, &app, &token, now).await?
+        && let Some(jti) = c.get("jti").and_then(Value::as_str)
+    {
+        state
+            .store
+            .revoke_access_token(&app.environment_id, jti)
+            .await?;
     }
     Ok(super::no_store(Json(json!({}))))
 }

@@ -35,7 +35,16 @@ pub fn router() -> Router<AppState> {
         )
         .route("/introspect", post(introspection::introspect))
         .route("/revoke", post(introspection::revoke))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+}
+
+/// A known path with the wrong method: 405 with an OAuth-style body, not an empty one.
+async fn method_not_allowed() -> OAuthResponseError {
+    OAuthResponseError::new(OAuthError::invalid_request(
+        "The HTTP method is not allowed for this endpoint.",
+    ))
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// The environment of an `/{envId}/as/…` path; unknown → 404 with an OAuth-style body.

@@ -218,8 +218,18 @@ fn apply(state: &AppState, app: &mut Application, body: &Value) -> Result<(), Ap
 }
 
 fn apply_ciba(state: &AppState, c: &mut CibaSettings, v: &Value) -> Result<(), ApiError> {
-    let obj = require_object(v, CIBA_FIELDS)?;
     let t = |f: &str| format!("cibaSettings.{f}");
+    // Name the member inside cibaSettings (or cibaSettings itself when it is no object).
+    let obj = require_object(v, CIBA_FIELDS).map_err(|mut e| {
+        for d in &mut e.details {
+            d.target = if v.is_object() {
+                t(&d.target)
+            } else {
+                "cibaSettings".to_owned()
+            };
+        }
+        e
+    })?;
     let scoped = |e: ApiError, f: &str| {
         ApiError::invalid(
             &t(f),

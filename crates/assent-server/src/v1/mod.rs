@@ -26,7 +26,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(signing_keys::router())
         .merge(ciba_requests::router())
         .fallback(crate::error::not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ApiErrorCode::MethodNotAllowed,
+        "The HTTP method is not allowed for this resource.",
+    )
 }
 
 /// `Authorization: Bearer <admin token>`, compared in constant time; otherwise 401

@@ -114,7 +114,7 @@ fn apply(env: &Environment, user: &mut User, body: &Value) -> Result<(), ApiErro
             user.family_name = None;
         }
         Some(v) => {
-            let n = require_object(v, &["given", "family", "formatted"])
+            let n = require_object(v, &["given", "family"])
                 .map_err(|_| ApiError::invalid("name", "name has members given and family."))?;
             for (field, slot) in [
                 ("given", &mut user.given_name),

@@ -157,7 +157,8 @@ impl Harness {
 
     /// A form POST to `path` with optional Authorization header.
     pub async fn post_form(&self, path: &str, auth: Option<&str>, pairs: &[(&str, &str)]) -> Resp {
-        self.post_raw(path, auth, form_encode(pairs).into_bytes()).await
+        self.post_raw(path, auth, form_encode(pairs).into_bytes())
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, auth: Option<&str>, body: Vec<u8>) -> Resp {
@@ -310,5 +311,10 @@ pub const VALIDATION_PREFIX: &str =
 /// Asserts `description` is `<sentence> (Correlation ID: <uuid>)` with the header's id.
 pub fn assert_sentence(r: &Resp, sentence: &str) {
     let id = r.header("x-correlation-id").expect("X-Correlation-ID");
-    assert_eq!(r.description(), format!("{sentence} (Correlation ID: {id})"), "{}", r.text);
+    assert_eq!(
+        r.description(),
+        format!("{sentence} (Correlation ID: {id})"),
+        "{}",
+        r.text
+    );
 }

@@ -38,28 +38,28 @@ pub enum RequestCommand {
     Show {
         #[command(flatten)]
         env: EnvArg,
-        #[arg(value_name = "AUTH_REQ_ID")]
+        #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },
     /// Approve a pending request as the user would (SANDBOX environments only)
     Approve {
         #[command(flatten)]
         env: EnvArg,
-        #[arg(value_name = "AUTH_REQ_ID")]
+        #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },
     /// Deny a pending request as the user would (SANDBOX environments only)
     Deny {
         #[command(flatten)]
         env: EnvArg,
-        #[arg(value_name = "AUTH_REQ_ID")]
+        #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },
     /// Cancel a pending request
     Cancel {
         #[command(flatten)]
         env: EnvArg,
-        #[arg(value_name = "AUTH_REQ_ID")]
+        #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },
 }
