@@ -325,32 +325,14 @@ async fn check_login_hint_token(
     }
     let claims = if HmacAlg::parse(&header.alg).is_some() {
         let secret = client_auth::client_secret(state, app).await?;
-        assent_crypto::verify_hmac_jws(
-            token,
-            secret.as_bytes(),
-            &[HmacAlg::HS256, HmacAlg::HS384, HmacAlg::HS512],
-        )
-        .map_err(|_| bad("the signature does not verify."))?
+        assent_crypto::verify_hmac_jws(token, secret.as_bytes(), &HmacAlg::ALL)
+            .map_err(|_| bad("the signature does not verify."))?
     } else {
         let keys = client_auth::client_keys(state, app, header.kid.as_deref())
             .await
             .map_err(|_| bad("the application has no keys to verify it."))?;
-        assent_crypto::verify_jws(
-            token,
-            &keys,
-            &[
-                SigningAlg::RS256,
-                SigningAlg::RS384,
-                SigningAlg::RS512,
-                SigningAlg::PS256,
-                SigningAlg::PS384,
-                SigningAlg::PS512,
-                SigningAlg::ES256,
-                SigningAlg::ES384,
-                SigningAlg::EdDSA,
-            ],
-        )
-        .map_err(|_| bad("the signature does not verify."))?
+        assent_crypto::verify_jws(token, &keys, &SigningAlg::ALL)
+            .map_err(|_| bad("the signature does not verify."))?
     };
     if claims.get("iss").and_then(Value::as_str) != Some(app.id.as_str()) {
         return Err(bad("iss must be the client id."));

@@ -23,19 +23,6 @@ pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
 /// Clock skew tolerated on `nbf` and on the assertion-lifetime limit.
 pub const CLOCK_SKEW_SECS: i64 = 5;
 
-const ALL_HMAC: &[HmacAlg] = &[HmacAlg::HS256, HmacAlg::HS384, HmacAlg::HS512];
-const ALL_ASYMMETRIC: &[SigningAlg] = &[
-    SigningAlg::RS256,
-    SigningAlg::RS384,
-    SigningAlg::RS512,
-    SigningAlg::PS256,
-    SigningAlg::PS384,
-    SigningAlg::PS512,
-    SigningAlg::ES256,
-    SigningAlg::ES384,
-    SigningAlg::EdDSA,
-];
-
 fn invalid_client(detail: &str) -> OAuthResponseError {
     OAuthResponseError::new(OAuthError::invalid_client(detail))
 }
@@ -231,14 +218,14 @@ async fn verify_assertion(
     let claims = match app.token_endpoint_auth_method {
         TokenEndpointAuthMethod::ClientSecretJwt => {
             let secret = client_secret(state, app).await?;
-            assent_crypto::verify_hmac_jws(assertion, secret.as_bytes(), ALL_HMAC)
+            assent_crypto::verify_hmac_jws(assertion, secret.as_bytes(), &HmacAlg::ALL)
                 .map_err(|_| invalid_client("The client assertion signature is invalid."))?
         }
         _ => {
             let header = assent_crypto::decode_header(assertion)
                 .map_err(|_| invalid_client("The client assertion is malformed."))?;
             let keys = client_keys(state, app, header.kid.as_deref()).await?;
-            assent_crypto::verify_jws(assertion, &keys, ALL_ASYMMETRIC)
+            assent_crypto::verify_jws(assertion, &keys, &SigningAlg::ALL)
                 .map_err(|_| invalid_client("The client assertion signature is invalid."))?
         }
     };
