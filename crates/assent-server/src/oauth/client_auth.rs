@@ -333,6 +333,7 @@ pub struct JwksCache {
     entries: Arc<Mutex<HashMap<String, (Instant, JwkSet)>>>,
     http: reqwest::Client,
     allow_private: bool,
+    min_refresh: Duration,
 }
 
 impl JwksCache {
@@ -350,7 +351,14 @@ impl JwksCache {
             entries: Arc::default(),
             http,
             allow_private,
+            min_refresh: Self::MIN_REFRESH,
         }
+    }
+
+    /// The same cache with another early-refetch spacing (tests use zero).
+    pub fn with_min_refresh(mut self, min_refresh: Duration) -> Self {
+        self.min_refresh = min_refresh;
+        self
     }
 
     fn cached(&self, url: &str) -> Option<(Instant, JwkSet)> {
@@ -361,7 +369,7 @@ impl JwksCache {
         if let Some((fetched, set)) = self.cached(url) {
             let age = fetched.elapsed();
             let knows_kid = kid.is_none_or(|k| set.contains_kid(k));
-            if age < Self::TTL && (knows_kid || age < Self::MIN_REFRESH) {
+            if age < Self::TTL && (knows_kid || age < self.min_refresh) {
                 return Ok(set);
             }
         }

@@ -89,6 +89,14 @@ impl Harness {
     }
 
     pub async fn with_config(tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+        Self::with_state(tweak, |_| {}).await
+    }
+
+    /// Like `with_config`, and lets the test adjust the state before the router is built.
+    pub async fn with_state(
+        tweak: impl FnOnce(&mut ServerConfig),
+        adjust: impl FnOnce(&mut AppState),
+    ) -> Harness {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
         let clock = ManualClock::new(START);
         let mut config = ServerConfig {
@@ -97,12 +105,13 @@ impl Harness {
             allow_private_notification_targets: true,
         };
         tweak(&mut config);
-        let state = AppState::new(
+        let mut state = AppState::new(
             store.clone(),
             config,
             SecretBox::new(&[7u8; 32]),
             Arc::new(clock.clone()),
         );
+        adjust(&mut state);
         Harness {
             router: assent_server::router(state.clone()),
             state,

@@ -1,12 +1,10 @@
 //! Management API (§5): every resource, validation errors, auth failures, isolation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use crate::support::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test]
 async fn requires_admin_token() {
@@ -1859,4 +1857,38 @@ async fn auto_decision_stops_when_environment_becomes_production() {
         .await;
     assert_eq!(g.body["status"], "PENDING", "{}", g.text);
     assert!(g.body["decision"].is_null(), "{}", g.text);
+}
+
+#[tokio::test]
+async fn secrets_and_private_keys_are_sealed_at_rest() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let client = h.create_app(&env, json!({})).await;
+    // What the store holds for the client secret is not the secret.
+    let sealed = h
+        .store
+        .get_application_secret(&env, &client.id)
+        .await
+        .unwrap();
+    assert!(sealed.len() > client.secret.len());
+    assert!(
+        !sealed
+            .windows(client.secret.len())
+            .any(|w| w == client.secret.as_bytes()),
+        "the client secret is stored in clear"
+    );
+    // And what it holds for a signing key is not a usable private key.
+    let keys = h.store.list_signing_keys(&env).await.unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        assert!(
+            assent_crypto::JwsSigner::from_pkcs8(
+                assent_crypto::SigningAlg::RS256,
+                &k.id,
+                &k.private_key_sealed
+            )
+            .is_err(),
+            "a private key is stored in clear"
+        );
+    }
 }

@@ -2,16 +2,14 @@
 //! backchannel request, the token endpoint, tokens, userinfo, introspection and revocation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use assent_crypto::{HmacAlg, JwkSet, JwsSigner, SigningAlg, generate_key, sign_hmac_jws};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test]
 async fn happy_poll_flow() {
@@ -2216,4 +2214,139 @@ async fn wrong_method_is_405_with_a_json_body() {
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.body["code"], "METHOD_NOT_ALLOWED");
+}
+
+/// A tiny JWKS server for `jwksUrl`: serves whatever `keys` holds and counts fetches.
+async fn jwks_server(
+    keys: Arc<std::sync::Mutex<Value>>,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (k, c) = (keys.clone(), hits.clone());
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let (k, c) = (k.clone(), c.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                axum::Json(k.lock().unwrap().clone())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/jwks"), hits)
+}
+
+#[tokio::test]
+async fn private_key_jwt_via_jwks_url_is_cached_and_refetched_for_a_new_kid() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::with_state(
+        |_| {},
+        |s| {
+            s.jwks_cache = assent_server::oauth::client_auth::JwksCache::new(true)
+                .with_min_refresh(std::time::Duration::ZERO)
+        },
+    )
+    .await;
+    let (base, _) = h.sandbox().await;
+    let k1 = generate_key(SigningAlg::ES256, "k1").unwrap();
+    let k2 = generate_key(SigningAlg::ES256, "k2").unwrap();
+    let keys = Arc::new(std::sync::Mutex::new(json!({"keys": [k1.public_jwk]})));
+    let (url, hits) = jwks_server(keys.clone()).await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "PRIVATE_KEY_JWT", "jwksUrl": url}),
+        )
+        .await;
+    let s1 = JwsSigner::from_pkcs8(SigningAlg::ES256, "k1", &k1.pkcs8_der).unwrap();
+    let s2 = JwsSigner::from_pkcs8(SigningAlg::ES256, "k2", &k2.pkcs8_der).unwrap();
+    let aud = json!(h.issuer(&c.env_id));
+    let signed = |s: &JwsSigner| {
+        s.sign(Some("JWT"), &assertion_claims(&h, &c.id, aud.clone()))
+            .unwrap()
+    };
+
+    let r = token_with_assertion(&h, &c.env_id, &signed(&s1)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    let r = token_with_assertion(&h, &c.env_id, &signed(&s1)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the second assertion used the cache"
+    );
+
+    // The client rotates to k2: an assertion with the unknown kid makes Assent refetch.
+    *keys.lock().unwrap() = json!({"keys": [k2.public_jwk]});
+    let r = token_with_assertion(&h, &c.env_id, &signed(&s2)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // k1 is gone from the client's set now.
+    assert_invalid_client(&token_with_assertion(&h, &c.env_id, &signed(&s1)).await);
+}
+
+#[tokio::test]
+async fn jwks_url_on_a_private_address_is_refused_without_the_development_switch() {
+    let h = Harness::with_state(
+        |_| {},
+        |s| s.jwks_cache = assent_server::oauth::client_auth::JwksCache::new(false),
+    )
+    .await;
+    let (base, _) = h.sandbox().await;
+    let k1 = generate_key(SigningAlg::ES256, "k1").unwrap();
+    let keys = Arc::new(std::sync::Mutex::new(json!({"keys": [k1.public_jwk]})));
+    let (url, hits) = jwks_server(keys).await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "PRIVATE_KEY_JWT", "jwksUrl": url}),
+        )
+        .await;
+    let s1 = JwsSigner::from_pkcs8(SigningAlg::ES256, "k1", &k1.pkcs8_der).unwrap();
+    let jwt = s1
+        .sign(
+            Some("JWT"),
+            &assertion_claims(&h, &c.id, json!(h.issuer(&c.env_id))),
+        )
+        .unwrap();
+    assert_invalid_client(&token_with_assertion(&h, &c.env_id, &jwt).await);
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request left Assent"
+    );
+}
+
+#[tokio::test]
+async fn ed25519_is_accepted_as_an_alias_of_eddsa_in_assertions() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let (c, _) = key_app(&h, &base.env_id, SigningAlg::EdDSA).await;
+    // key_app registered a fresh key; make one we can sign with by hand under alg "Ed25519".
+    let km = generate_key(SigningAlg::EdDSA, "ed").unwrap();
+    patch_app(&h, &c, json!({"jwks": {"keys": [km.public_jwk]}})).await;
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&km.pkcs8_der).unwrap();
+    let sign_as = |alg: &str| {
+        let header = b64(json!({"alg": alg, "kid": "ed", "typ": "JWT"})
+            .to_string()
+            .as_bytes());
+        let claims = assertion_claims(&h, &c.id, json!(h.issuer(&c.env_id)));
+        let payload = b64(claims.to_string().as_bytes());
+        let input = format!("{header}.{payload}");
+        let sig = pair.sign(input.as_bytes());
+        format!("{input}.{}", b64(sig.as_ref()))
+    };
+    for alg in ["Ed25519", "EdDSA"] {
+        let r = token_with_assertion(&h, &c.env_id, &sign_as(alg)).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    // Discovery lists EdDSA, not the alias.
+    let d = h
+        .get(&ep(&c.env_id, ".well-known/openid-configuration"), None)
+        .await;
+    let algs = d.body["token_endpoint_auth_signing_alg_values_supported"].to_string();
+    assert!(algs.contains("EdDSA") && !algs.contains("Ed25519"));
 }
