@@ -100,3 +100,67 @@ pub fn schedule_auto_decision(
         }
     });
 }
+
+/// After a restart, pending requests of SANDBOX users with `autoDecision` get their decision
+/// scheduled again (the timers of the previous process lived in memory). The remaining delay
+/// counts from the request's creation. Returns how many were rescheduled.
+pub async fn resume_auto_decisions(state: &AppState) -> Result<usize, StoreError> {
+    use assent_core::{AutoDecision, EnvironmentType, Page};
+    use assent_store::CibaRequestFilter;
+
+    let now = state.now();
+    let filter = CibaRequestFilter {
+        status: Some(assent_core::CibaStatus::Pending),
+        ..CibaRequestFilter::default()
+    };
+    let mut resumed = 0;
+    let mut env_page = Page::first(Page::MAX_LIMIT);
+    loop {
+        let envs = state.store.list_environments(&env_page).await?;
+        for env in envs
+            .items
+            .iter()
+            .filter(|e| e.env_type == EnvironmentType::Sandbox)
+        {
+            let mut page = Page::first(Page::MAX_LIMIT);
+            loop {
+                let reqs = state
+                    .store
+                    .list_ciba_requests(&env.id, &filter, now, &page)
+                    .await?;
+                for req in &reqs.items {
+                    let Ok(user) = state.store.get_user(&env.id, &req.user_id).await else {
+                        continue;
+                    };
+                    let Some(auto) = user.auto_decision else {
+                        continue;
+                    };
+                    let outcome = match auto {
+                        AutoDecision::Approve => DecisionOutcome::Approve,
+                        AutoDecision::Deny => DecisionOutcome::Deny,
+                    };
+                    let due = req
+                        .created_at
+                        .plus_millis(user.auto_decision_delay_ms.unwrap_or(0));
+                    schedule_auto_decision(
+                        state.clone(),
+                        env.id.clone(),
+                        req.auth_req_id.clone(),
+                        outcome,
+                        (due.millis() - now.millis()).max(0),
+                    );
+                    resumed += 1;
+                }
+                match reqs.next {
+                    Some(cursor) => page.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+        match envs.next {
+            Some(cursor) => env_page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(resumed)
+}

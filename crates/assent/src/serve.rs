@@ -72,6 +72,11 @@ pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
         crate::demo::print_walkthrough(&seeded, &settings);
     }
 
+    match assent_server::decisions::resume_auto_decisions(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(requests = n, "rescheduled automatic SANDBOX decisions"),
+        Err(e) => tracing::warn!(error = %e, "could not reschedule automatic decisions"),
+    }
     let purger = tokio::spawn(purge_loop(state));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -100,8 +105,8 @@ async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ASSENT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let filter =
+        EnvFilter::try_from_env("ASSENT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Logs go to stderr; stdout is kept for what a person asked for (the demo walkthrough).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

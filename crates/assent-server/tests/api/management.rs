@@ -1892,3 +1892,52 @@ async fn secrets_and_private_keys_are_sealed_at_rest() {
         );
     }
 }
+
+#[tokio::test]
+async fn automatic_decisions_are_rescheduled_after_a_restart() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let client = h.create_app(&env, json!({})).await;
+    let user = h
+        .create_user(
+            &env,
+            json!({"username": "robot", "autoDecision": "DENY", "autoDecisionDelayMs": 0}),
+        )
+        .await;
+    // A request stored by a previous process, whose timer died with it.
+    let now = h.state.now();
+    let req = assent_core::CibaRequest {
+        auth_req_id: assent_crypto::random_token(32),
+        environment_id: env.clone(),
+        application_id: client.id.clone(),
+        user_id: user,
+        scope: "openid".into(),
+        binding_message: None,
+        acr_values: None,
+        authorization_details: None,
+        delivery_mode: assent_core::DeliveryMode::Poll,
+        client_notification_token: None,
+        created_at: now,
+        expires_at: now.plus_secs(120),
+        interval_seconds: 2,
+        last_polled_at: None,
+        status: assent_core::CibaStatus::Pending,
+        decision: None,
+        redeemed_at: None,
+    };
+    h.store.insert_ciba_request(&req).await.unwrap();
+    let resumed = assent_server::decisions::resume_auto_decisions(&h.state)
+        .await
+        .unwrap();
+    assert_eq!(resumed, 1);
+    let path = format!("/v1/environments/{env}/cibaRequests/{}", req.auth_req_id);
+    for _ in 0..200 {
+        let r = h.admin(Method::GET, &path, None).await;
+        if r.body["status"] == "DENIED" {
+            assert_eq!(r.body["decision"]["channel"], "AUTO");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the automatic decision was not applied after the restart");
+}
