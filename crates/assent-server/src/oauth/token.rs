@@ -146,7 +146,11 @@ impl GrantHandler for CibaGrant {
                     return Err(unknown_auth_req_id().into());
                 }
                 PollVerdict::Redeem => {
-                    let Some(user) = load_user(state, env_id, &req.user_id).await? else {
+                    // A user deleted or disabled since approving gets no tokens.
+                    let Some(user) = load_user(state, env_id, &req.user_id)
+                        .await?
+                        .filter(|u| u.enabled)
+                    else {
                         return Err(unknown_auth_req_id().into());
                     };
                     let Some(decision) = &req.decision else {

@@ -2350,3 +2350,21 @@ async fn ed25519_is_accepted_as_an_alias_of_eddsa_in_assertions() {
     let algs = d.body["token_endpoint_auth_signing_alg_values_supported"].to_string();
     assert!(algs.contains("EdDSA") && !algs.contains("Ed25519"));
 }
+
+#[tokio::test]
+async fn a_user_disabled_after_approving_gets_no_tokens() {
+    let h = Harness::new().await;
+    let (client, user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    approve(&h, &client.env_id, &id).await;
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}/users/{user}", client.env_id),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h.poll(&client, &id).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
