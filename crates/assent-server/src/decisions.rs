@@ -94,6 +94,15 @@ pub fn schedule_auto_decision(
             device_id: None,
             evidence: None,
         };
+        // Simulated decisions are SANDBOX-only (§6.5): the environment may have changed type
+        // while the timer ran.
+        match state.store.get_environment(&env_id).await {
+            Ok(env) if env.env_type == assent_core::EnvironmentType::Sandbox => {}
+            _ => {
+                tracing::info!(environment_id = %env_id, "automatic decision skipped: not a SANDBOX environment any more");
+                return;
+            }
+        }
         let now = state.now();
         if let Err(e) = decide(&state, &env_id, &auth_req_id, input, now).await {
             tracing::info!(environment_id = %env_id, error = %e, "automatic decision not applied");

@@ -102,7 +102,8 @@ pub trait Store: Send + Sync + 'static {
     /// Case-insensitive match.
     async fn find_user_by_email(&self, env_id: &str, email: &str) -> StoreResult<Option<User>>;
     /// `phone` already normalised by the caller (`validate::normalize_phone`); compared against
-    /// the normalised stored number.
+    /// the normalised stored number. Numbers are not unique: when more than one user has it,
+    /// the answer is `None` (an ambiguous hint must not pick somebody).
     async fn find_user_by_phone(&self, env_id: &str, phone: &str) -> StoreResult<Option<User>>;
     /// `username`: exact (case-insensitive) filter when given.
     async fn list_users(

@@ -755,6 +755,18 @@ pub async fn find_users(store: &dyn Store) {
         None
     );
 
+    // A second user with the same number makes the number name nobody.
+    let mut twin = user(&s.env.id, "erin.twin");
+    twin.phone_number = u.phone_number.clone();
+    store.create_user(&twin).await.unwrap();
+    assert_eq!(
+        store
+            .find_user_by_phone(&s.env.id, "+442079460958")
+            .await
+            .unwrap(),
+        None
+    );
+
     let other = environment();
     store.create_environment(&other).await.unwrap();
     assert_eq!(

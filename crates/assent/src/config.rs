@@ -119,14 +119,18 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => bail!("log_format must be human or json, got {other:?}"),
         };
+        let admin_token = admin_token_flag
+            .filter(|t| !t.is_empty())
+            .or(file.admin_token);
+        if admin_token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            bail!("admin_token must be at least 16 characters");
+        }
         Ok(Settings {
             listen,
             public_url,
             data_dir,
             database_url,
-            admin_token: admin_token_flag
-                .filter(|t| !t.is_empty())
-                .or(file.admin_token),
+            admin_token,
             admin_token_file,
             secret_key: args.secret_key.or(file.secret_key),
             allow_private_notification_targets: args.allow_private_notification_targets

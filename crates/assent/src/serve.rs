@@ -21,13 +21,17 @@ pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args, conn.data_dir.clone(), conn.admin_token.clone())?;
     init_tracing(settings.log_format);
 
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
-    restrict_dir(&settings.data_dir);
+    if !settings.data_dir.exists() {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        // Only a directory Assent created is made private; an existing one is left as it is.
+        restrict_dir(&settings.data_dir);
+        tracing::info!(path = %settings.data_dir.display(), "created the data directory (mode 0700)");
+    }
 
     let secret_key = match &settings.secret_key {
         Some(text) => parse_secret_key(text)?,

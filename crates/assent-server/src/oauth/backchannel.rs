@@ -214,14 +214,29 @@ async fn resolve_user(
         Hint::Login(h) => {
             let user = match parse_login_hint(h) {
                 LoginHint::Any(v) => {
-                    let mut found = user_by_id(state, env_id, &v).await?;
-                    if found.is_none() {
-                        found = store.find_user_by_username(env_id, &v).await?;
+                    // An id, a username or an email. If these name different users (a username
+                    // shaped like someone else's email), the hint names nobody.
+                    let mut found: Vec<User> = Vec::new();
+                    for candidate in [
+                        user_by_id(state, env_id, &v).await?,
+                        store.find_user_by_username(env_id, &v).await?,
+                        if v.contains('@') {
+                            store.find_user_by_email(env_id, &v).await?
+                        } else {
+                            None
+                        },
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        if !found.iter().any(|u| u.id == candidate.id) {
+                            found.push(candidate);
+                        }
                     }
-                    if found.is_none() && v.contains('@') {
-                        found = store.find_user_by_email(env_id, &v).await?;
+                    match <[User; 1]>::try_from(found) {
+                        Ok([u]) => Some(u),
+                        Err(_) => None,
                     }
-                    found
                 }
                 LoginHint::Email(v) => store.find_user_by_email(env_id, &v).await?,
                 LoginHint::Username(v) => store.find_user_by_username(env_id, &v).await?,

@@ -147,9 +147,10 @@ pub async fn authenticate(
         }
     };
     if app.token_endpoint_auth_method != expected_method {
-        return Err(invalid_client(
-            "The client authentication method is not the one registered for this application.",
-        ));
+        // Same words as an unknown client or a wrong secret: an unauthenticated caller must
+        // not learn which client ids exist or how they authenticate. The log says which.
+        tracing::info!(application_id = %app.id, "client used another authentication method than registered");
+        return Err(invalid_client("The client credentials are invalid."));
     }
     // A client_id parameter that names another client is an authentication failure; one that
     // matches is harmless (common libraries send it alongside Basic or assertions).
@@ -236,10 +237,14 @@ async fn verify_assertion(
             "The client assertion's iss and sub must be the client id.",
         ));
     }
+    // CIBA §7.1 / R17: the issuer, the token endpoint and the backchannel endpoint (under
+    // either of its names) are all acceptable, wherever the assertion is presented.
     let issuer = state.issuer(&app.environment_id);
     let accepted = [
         issuer.clone(),
         format!("{issuer}/token"),
+        format!("{issuer}/cibaAuthorization"),
+        format!("{issuer}/bc-authorize"),
         endpoint.to_owned(),
     ];
     if !audience_matches(claims.get("aud"), &accepted) {
@@ -328,9 +333,15 @@ pub async fn client_keys(
 /// Cache of applications' `jwksUrl` documents: fetched on first use, kept for
 /// [`JwksCache::TTL`], and refetched early when an unknown `kid` shows up (at most once per
 /// [`JwksCache::MIN_REFRESH`], so a flood of bogus kids cannot hammer the client's server).
+/// A failed fetch is remembered for [`JwksCache::FAILURE_BACKOFF`], and concurrent misses of
+/// one URL wait for a single fetch, so nobody can turn Assent into a traffic amplifier.
+/// A fetched document (or the reason it could not be had), with when.
+type Fetched = (Instant, Result<JwkSet, String>);
+
 #[derive(Clone)]
 pub struct JwksCache {
-    entries: Arc<Mutex<HashMap<String, (Instant, JwkSet)>>>,
+    entries: Arc<Mutex<HashMap<String, Fetched>>>,
+    fetching: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     http: reqwest::Client,
     allow_private: bool,
     min_refresh: Duration,
@@ -339,17 +350,22 @@ pub struct JwksCache {
 impl JwksCache {
     pub const TTL: Duration = Duration::from_secs(300);
     pub const MIN_REFRESH: Duration = Duration::from_secs(10);
+    pub const FAILURE_BACKOFF: Duration = Duration::from_secs(15);
     const MAX_BYTES: usize = 256 * 1024;
 
     pub fn new(allow_private: bool) -> Self {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+            .redirect(reqwest::redirect::Policy::none());
+        if !allow_private {
+            // Names are resolved once, by a resolver that drops private addresses: the address
+            // checked is the address connected to (no DNS-rebinding window).
+            builder = builder.dns_resolver(Arc::new(crate::outbound::PublicOnlyResolver));
+        }
         JwksCache {
             entries: Arc::default(),
-            http,
+            fetching: Arc::default(),
+            http: builder.build().unwrap_or_default(),
             allow_private,
             min_refresh: Self::MIN_REFRESH,
         }
@@ -361,22 +377,48 @@ impl JwksCache {
         self
     }
 
-    fn cached(&self, url: &str) -> Option<(Instant, JwkSet)> {
-        self.entries.lock().ok()?.get(url).cloned()
+    /// A cached answer still good for this `kid`, if any.
+    fn fresh(&self, url: &str, kid: Option<&str>) -> Option<Result<JwkSet, String>> {
+        let map = self.entries.lock().ok()?;
+        let (fetched, result) = map.get(url)?;
+        let age = fetched.elapsed();
+        match result {
+            Ok(set) => {
+                let knows_kid = kid.is_none_or(|k| set.contains_kid(k));
+                (age < Self::TTL && (knows_kid || age < self.min_refresh)).then(|| Ok(set.clone()))
+            }
+            Err(e) => (age < Self::FAILURE_BACKOFF).then(|| Err(e.clone())),
+        }
     }
 
     pub async fn get(&self, url: &str, kid: Option<&str>) -> Result<JwkSet, String> {
-        if let Some((fetched, set)) = self.cached(url) {
-            let age = fetched.elapsed();
-            let knows_kid = kid.is_none_or(|k| set.contains_kid(k));
-            if age < Self::TTL && (knows_kid || age < self.min_refresh) {
-                return Ok(set);
-            }
+        if let Some(answer) = self.fresh(url, kid) {
+            return answer;
         }
+        let gate = {
+            let mut map = self
+                .fetching
+                .lock()
+                .map_err(|_| "cache poisoned".to_owned())?;
+            map.entry(url.to_owned()).or_default().clone()
+        };
+        let _one_fetch = gate.lock().await;
+        // Whoever held the gate before us may have fetched what we need.
+        if let Some(answer) = self.fresh(url, kid) {
+            return answer;
+        }
+        let result = self.fetch(url).await;
+        if let Ok(mut map) = self.entries.lock() {
+            map.insert(url.to_owned(), (Instant::now(), result.clone()));
+        }
+        result
+    }
+
+    async fn fetch(&self, url: &str) -> Result<JwkSet, String> {
         if !self.allow_private {
             crate::outbound::check_public_target(url).await?;
         }
-        let response = self
+        let mut response = self
             .http
             .get(url)
             .header(header::ACCEPT, "application/json")
@@ -386,15 +428,22 @@ impl JwksCache {
         if !response.status().is_success() {
             return Err(format!("status {}", response.status()));
         }
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        if bytes.len() > Self::MAX_BYTES {
-            return Err("jwks document too large".into());
+        let too_large = || "jwks document too large".to_owned();
+        if response
+            .content_length()
+            .is_some_and(|n| n > Self::MAX_BYTES as u64)
+        {
+            return Err(too_large());
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        let set = JwkSet::parse(&value).map_err(|e| e.to_string())?;
-        if let Ok(mut map) = self.entries.lock() {
-            map.insert(url.to_owned(), (Instant::now(), set.clone()));
+        // Read at most MAX_BYTES, whatever the server claims.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > Self::MAX_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        Ok(set)
+        let value: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        JwkSet::parse(&value).map_err(|e| e.to_string())
     }
 }

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::tokens::check_access_token;
+use super::tokens::{AccessTokenProblem, check_access_token};
 use crate::error::OAuthResponseError;
 use crate::form::OAuthForm;
 use crate::state::AppState;
@@ -44,12 +44,16 @@ async fn live_token(
 ) -> Result<Option<Live>, OAuthResponseError> {
     let env_id = &app.environment_id;
     if token.matches('.').count() == 2 {
-        if let Ok((claims, record)) = check_access_token(state, env_id, token, now).await
-            && record.application_id == app.id
-        {
-            return Ok(Some(Live::Access(claims)));
-        }
-        return Ok(None);
+        return match check_access_token(state, env_id, token, now).await {
+            Ok((claims, record)) if record.application_id == app.id => {
+                Ok(Some(Live::Access(claims)))
+            }
+            Err(AccessTokenProblem::Unavailable) => Err(OAuthResponseError::new(OAuthError::new(
+                assent_core::OAuthErrorCode::ServerError,
+                "The service is temporarily unavailable.",
+            ))),
+            _ => Ok(None),
+        };
     }
     let hash = assent_crypto::sha256_b64url(token.as_bytes());
     Ok(state

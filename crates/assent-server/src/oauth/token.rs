@@ -183,8 +183,16 @@ impl GrantHandler for CibaGrant {
                         );
                         return Ok(minted.response);
                     }
-                    // Another poll redeemed it first: this one is simply refused.
-                    return Err(unknown_auth_req_id().into());
+                    // Lost the race: to another poll (refused, without revoking the winner's
+                    // tokens) or to expiry (judged again: expired_token).
+                    match state.store.get_ciba_request(env_id, auth_req_id).await {
+                        Ok(r) if r.status == assent_core::CibaStatus::Redeemed => {
+                            return Err(unknown_auth_req_id().into());
+                        }
+                        Ok(_) => continue,
+                        Err(StoreError::NotFound) => return Err(unknown_auth_req_id().into()),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }

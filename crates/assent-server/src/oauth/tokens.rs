@@ -198,8 +198,11 @@ pub async fn mint(
         "token_type": "Bearer",
         "expires_in": app.access_token_duration_seconds,
         "scope": scope,
-        "id_token": id_token,
     });
+    // An ID token only for a grant that still carries openid (a refresh may narrow it away).
+    if granted.iter().any(|s| s == "openid") {
+        response["id_token"] = json!(id_token);
+    }
     if let Some(rt) = refresh_token {
         response["refresh_token"] = json!(rt);
     }
@@ -218,11 +221,26 @@ pub enum AccessTokenProblem {
     /// Not a JWT we signed, or malformed.
     Invalid,
     Expired,
+    /// Revoked, or its user or application has since been disabled or deleted.
     Revoked,
+    /// The store could not be asked: the token's fate is unknown (503, not "invalid").
+    Unavailable,
+}
+
+impl From<assent_store::StoreError> for AccessTokenProblem {
+    fn from(e: assent_store::StoreError) -> Self {
+        match e {
+            assent_store::StoreError::NotFound => AccessTokenProblem::Revoked,
+            other => {
+                tracing::error!(error = %other, "store failure while checking an access token");
+                AccessTokenProblem::Unavailable
+            }
+        }
+    }
 }
 
 /// Verifies an access token of environment `env_id`: our signature, `typ: at+jwt`, our
-/// issuer, unexpired, and recorded and not revoked.
+/// issuer, unexpired, recorded and not revoked, and its user and application still enabled.
 pub async fn check_access_token(
     state: &AppState,
     env_id: &str,
@@ -237,7 +255,10 @@ pub async fn check_access_token(
         .keys
         .verification_set(env_id, now)
         .await
-        .map_err(|_| AccessTokenProblem::Invalid)?;
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not load verification keys");
+            AccessTokenProblem::Unavailable
+        })?;
     let claims = assent_crypto::verify_jws(token, &keys, &[SigningAlg::RS256])
         .map_err(|_| AccessTokenProblem::Invalid)?;
     if claims.get("iss").and_then(Value::as_str) != Some(state.issuer(env_id).as_str()) {
@@ -257,10 +278,22 @@ pub async fn check_access_token(
     let record = state
         .store
         .get_access_token(env_id, jti)
-        .await
-        .map_err(|_| AccessTokenProblem::Invalid)?
+        .await?
         .ok_or(AccessTokenProblem::Invalid)?;
     if record.revoked {
+        return Err(AccessTokenProblem::Revoked);
+    }
+    if !state
+        .store
+        .get_application(env_id, &record.application_id)
+        .await?
+        .enabled
+    {
+        return Err(AccessTokenProblem::Revoked);
+    }
+    if let Some(user_id) = &record.user_id
+        && !state.store.get_user(env_id, user_id).await?.enabled
+    {
         return Err(AccessTokenProblem::Revoked);
     }
     Ok((claims, record))

@@ -45,6 +45,12 @@ pub async fn userinfo(
                 AccessTokenProblem::Expired => "The access token has expired.",
                 AccessTokenProblem::Revoked => "The access token has been revoked.",
                 AccessTokenProblem::Invalid => "The access token is invalid.",
+                AccessTokenProblem::Unavailable => {
+                    return OAuthResponseError::new(OAuthError::new(
+                        OAuthErrorCode::ServerError,
+                        "The service is temporarily unavailable.",
+                    ));
+                }
             };
             bearer_error(
                 OAuthErrorCode::InvalidToken,

@@ -35,9 +35,10 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Client secrets: 32 random bytes, base64url (43 characters).
+/// Client secrets: 64 random bytes, base64url (86 characters) — long enough to key HS512
+/// client assertions (RFC 7518 §3.2: a key at least as long as the hash).
 pub fn new_client_secret() -> String {
-    assent_crypto::random_token(32)
+    assent_crypto::random_token(64)
 }
 
 /// Associated data binding a sealed secret to its application.

@@ -1514,14 +1514,18 @@ async fn private_key_jwt_audiences() {
         )
         .await;
     assert_ok(&r);
-    // The backchannel endpoint is not an audience of a token-endpoint call.
-    let jwt = signer
-        .sign(
-            Some("JWT"),
-            &assertion_claims(&h, &c.id, json!(format!("{issuer}/cibaAuthorization"))),
-        )
-        .unwrap();
-    assert_invalid_client(&token_with_assertion(&h, &env, &jwt).await);
+    // The backchannel endpoint, under either name, is an audience wherever the assertion is
+    // presented (CIBA §7.1, R17).
+    for name in ["cibaAuthorization", "bc-authorize"] {
+        let jwt = signer
+            .sign(
+                Some("JWT"),
+                &assertion_claims(&h, &c.id, json!(format!("{issuer}/{name}"))),
+            )
+            .unwrap();
+        let r = token_with_assertion(&h, &env, &jwt).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
     // Some other URL.
     let jwt = signer
         .sign(
@@ -2367,4 +2371,87 @@ async fn a_user_disabled_after_approving_gets_no_tokens() {
     assert_eq!(r.status, StatusCode::OK);
     let r = h.poll(&client, &id).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn an_ambiguous_login_hint_names_nobody() {
+    let h = Harness::new().await;
+    let (client, _) = h.sandbox().await;
+    // "bob@example.com" is one user's username and another user's email.
+    h.create_user(&client.env_id, json!({"username": "bob@example.com"}))
+        .await;
+    h.create_user(
+        &client.env_id,
+        json!({"username": "robert", "email": "bob@example.com"}),
+    )
+    .await;
+    let r = h
+        .ciba(
+            &client,
+            &[("scope", "openid"), ("login_hint", "bob@example.com")],
+        )
+        .await;
+    assert_validation(&r, "unknown_user_id");
+    // The typed forms are not ambiguous.
+    for hint in ["username:bob@example.com", "email:bob@example.com"] {
+        let r = h
+            .ciba(&client, &[("scope", "openid"), ("login_hint", hint)])
+            .await;
+        assert_ok(&r);
+    }
+    // Two users sharing a phone number: tel: names nobody.
+    h.create_user(
+        &client.env_id,
+        json!({"username": "alice2", "phoneNumber": "+1 (555) 010-2030"}),
+    )
+    .await;
+    let r = h
+        .ciba(
+            &client,
+            &[("scope", "openid"), ("login_hint", "tel:+15550102030")],
+        )
+        .await;
+    assert_validation(&r, "unknown_user_id");
+}
+
+#[tokio::test]
+async fn tokens_of_a_disabled_user_or_application_stop_working() {
+    let h = Harness::new().await;
+    let (client, user) = h.sandbox().await;
+    let tokens = flow(&h, &client, "openid").await;
+    let at = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        userinfo(&h, &client.env_id, &at).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(introspect(&h, &client, &at).await.body["active"], true);
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}/users/{user}", client.env_id),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        userinfo(&h, &client.env_id, &at).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(introspect(&h, &client, &at).await.body["active"], false);
+    // Re-enabled user, disabled application: still refused at userinfo.
+    h.admin(
+        Method::PATCH,
+        &format!("/v1/environments/{}/users/{user}", client.env_id),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(
+        userinfo(&h, &client.env_id, &at).await.status,
+        StatusCode::OK
+    );
+    patch_app(&h, &client, json!({"enabled": false})).await;
+    assert_eq!(
+        userinfo(&h, &client.env_id, &at).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

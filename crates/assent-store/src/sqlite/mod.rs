@@ -561,19 +561,19 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_phone(&self, env_id: &str, phone: &str) -> StoreResult<Option<User>> {
-        // Phone numbers are not unique: the oldest user with that number wins.
-        sqlx::query(
-            "SELECT * FROM users WHERE environment_id = ? AND phone_normalized = ?
-             ORDER BY created_at, id LIMIT 1",
+        // Phone numbers are not unique: a number two users share names nobody.
+        let rows = sqlx::query(
+            "SELECT * FROM users WHERE environment_id = ? AND phone_normalized = ? LIMIT 2",
         )
         .bind(env_id)
         .bind(phone)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?
-        .as_ref()
-        .map(rows::user)
-        .transpose()
+        .map_err(db_err)?;
+        match rows.as_slice() {
+            [one] => rows::user(one).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn list_users(
