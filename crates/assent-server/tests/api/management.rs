@@ -1941,3 +1941,37 @@ async fn automatic_decisions_are_rescheduled_after_a_restart() {
     }
     panic!("the automatic decision was not applied after the restart");
 }
+
+#[tokio::test]
+async fn a_pending_automatic_decision_is_dropped_when_the_environment_leaves_sandbox() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let client = h.create_app(&env, json!({})).await;
+    h.create_user(
+        &env,
+        json!({"username": "slowbot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 300}),
+    )
+    .await;
+    let r = h
+        .ciba(&client, &[("scope", "openid"), ("login_hint", "slowbot")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{env}"),
+            Some(json!({"type": "PRODUCTION"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let r = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments/{env}/cibaRequests/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["status"], "PENDING", "{}", r.text);
+}

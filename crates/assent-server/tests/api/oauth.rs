@@ -1865,6 +1865,12 @@ async fn refresh_scope_narrowing_and_widening() {
     let idt = claims_of(r.body["id_token"].as_str().unwrap());
     assert!(idt.get("name").is_none(), "{idt}");
     assert_eq!(idt["email"], "Alice@Example.com");
+    // Narrowed to a grant without openid: an access token, and no ID token.
+    let rt = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let r = refresh(&h, &c, &rt, Some("email")).await;
+    assert_ok(&r);
+    assert!(r.body.get("id_token").is_none(), "{}", r.text);
+    assert!(r.body["access_token"].is_string());
     // Missing refresh_token parameter.
     let r = h
         .post_form(
