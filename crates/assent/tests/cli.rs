@@ -55,8 +55,14 @@ fn command() -> Command {
 }
 
 fn serve(data_dir: &Path, port: u16) -> Running {
+    serve_with(data_dir, port, &[])
+}
+
+fn serve_with(data_dir: &Path, port: u16, extra: &[&str]) -> Running {
     let mut child = command()
-        .args(["serve", "--demo", "--listen"])
+        .args(["serve", "--demo"])
+        .args(extra)
+        .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data_dir)
@@ -319,5 +325,33 @@ fn refuses_bad_configuration() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("public_url"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_correlation_id() {
+    let dir = temp_dir("jsonlogs");
+    let mut server = serve_with(&dir, free_port(), &["--log-format", "json"]);
+    let env = exported(&server.stdout.lock().unwrap(), "ENV");
+    let r = reqwest::Client::new()
+        .post(format!("{}/{env}/as/token", server.base))
+        .form(&[("grant_type", "urn:openid:params:grant-type:ciba")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let id = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+    sigterm(&mut server.child);
+    let logs = server.stderr.lock().unwrap().clone();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.to_string().contains(&id) && l["error"] == "invalid_client"),
+        "no JSON log line with the correlation id {id}: {logs}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
