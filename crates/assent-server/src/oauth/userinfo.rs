@@ -20,15 +20,44 @@ pub async fn userinfo(
     State(state): State<AppState>,
     Path(env_id): Path<String>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, OAuthResponseError> {
     let env = super::environment(&state, &env_id).await?;
-    let token = headers
+    let header_token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
-    let Some(token) = token else {
+        .map(|(_, t)| t.trim().to_owned());
+    // RFC 6750 §2.2: a POST may carry the token as the form parameter access_token instead.
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let body_token = if is_form && !body.is_empty() {
+        crate::form::OAuthForm::parse(&body)?
+            .get("access_token")
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    let token = match (header_token, body_token) {
+        (Some(_), Some(_)) => {
+            // RFC 6750 §2: a client MUST NOT use more than one method.
+            return Err(bearer_error(
+                OAuthErrorCode::InvalidRequest,
+                "The access token was sent in more than one way.",
+                StatusCode::BAD_REQUEST,
+            ));
+        }
+        (Some(t), None) | (None, Some(t)) => Some(t),
+        (None, None) => None,
+    };
+    let Some(token) = token.as_deref() else {
         // RFC 6750 §3.1: no credentials → no error code, just the challenge.
         let mut e = OAuthResponseError::new(OAuthError::invalid_request(
             "A Bearer access token is required.",

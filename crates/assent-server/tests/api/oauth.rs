@@ -2461,3 +2461,32 @@ async fn tokens_of_a_disabled_user_or_application_stop_working() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn userinfo_takes_the_token_from_a_form_body() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let t = flow(&h, &c, "openid").await;
+    let at = t["access_token"].as_str().unwrap();
+    let path = ep(&c.env_id, "userinfo");
+    let r = h.post_form(&path, None, &[("access_token", at)]).await;
+    assert_ok(&r);
+    assert_eq!(r.body["sub"], user);
+    // Header and body at once: invalid_request (RFC 6750 §2).
+    let r = h
+        .post_form(
+            &path,
+            Some(&format!("Bearer {at}")),
+            &[("access_token", at)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_request")
+    );
+    // A forged token in the body is refused like one in the header.
+    let r = h.post_form(&path, None, &[("access_token", "a.b.c")]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
