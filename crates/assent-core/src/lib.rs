@@ -4,6 +4,7 @@
 
 pub mod ciba;
 pub mod error;
+pub mod identifier;
 pub mod model;
 pub mod page;
 pub mod time;

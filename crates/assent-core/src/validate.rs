@@ -146,14 +146,54 @@ pub fn parse_requested_expiry(
     Ok(n.min(max))
 }
 
-/// CIBA §7.1 `acr_values`: space-separated; returns the normalised string or `None` when empty.
-pub fn parse_acr_values(value: Option<&str>) -> Option<String> {
-    let joined = value?
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    (!joined.is_empty()).then_some(joined)
+/// At most this many characters in one `acr_values` value (§3.2).
+pub const ACR_VALUE_MAX_LEN: usize = 256;
+/// At most this many `acr_values` values (§3.2).
+pub const ACR_VALUES_MAX_COUNT: usize = 16;
+/// At most this many characters in `acr_values` in all (§3.2).
+pub const ACR_VALUES_MAX_TOTAL: usize = 1024;
+
+/// RFC 3986 characters: unreserved, reserved (gen-delims and sub-delims) and `%` of a
+/// percent-encoding. No space, quote, `<`, `>`, backslash, `^`, backtick, `{`, `|`, `}`,
+/// controls or non-ASCII: whatever a value holds can be copied into an ID token and shown in
+/// an admin screen without escaping surprises.
+fn uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
+}
+
+/// CIBA §7.1 `acr_values`: space-separated values of URI characters, at most
+/// [`ACR_VALUE_MAX_LEN`] characters each, [`ACR_VALUES_MAX_COUNT`] values and
+/// [`ACR_VALUES_MAX_TOTAL`] characters in all (§3.2); otherwise `invalid_request`. Returns the
+/// normalised string (single spaces) or `None` when empty.
+pub fn parse_acr_values(value: Option<&str>) -> Result<Option<String>, OAuthError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.len() > ACR_VALUES_MAX_TOTAL {
+        return Err(OAuthError::invalid_request(format!(
+            "The acr_values parameter must not be longer than {ACR_VALUES_MAX_TOTAL} characters."
+        )));
+    }
+    let values: Vec<&str> = value.split(' ').filter(|s| !s.is_empty()).collect();
+    if values.len() > ACR_VALUES_MAX_COUNT {
+        return Err(OAuthError::invalid_request(format!(
+            "The acr_values parameter must not hold more than {ACR_VALUES_MAX_COUNT} values."
+        )));
+    }
+    for v in &values {
+        if v.len() > ACR_VALUE_MAX_LEN {
+            return Err(OAuthError::invalid_request(format!(
+                "Each acr_values value must not be longer than {ACR_VALUE_MAX_LEN} characters."
+            )));
+        }
+        if !v.bytes().all(uri_char) {
+            return Err(OAuthError::invalid_request(
+                "The acr_values parameter may hold only URI characters (RFC 3986), separated by spaces.",
+            ));
+        }
+    }
+    let joined = values.join(" ");
+    Ok((!joined.is_empty()).then_some(joined))
 }
 
 /// A `login_hint`, typed by prefix or left for lookup by id, username or email.
@@ -246,6 +286,44 @@ mod tests {
             parse_ciba_scope(Some("email  openid email")).unwrap(),
             vec!["email".to_owned(), "openid".to_owned()]
         );
+    }
+
+    #[test]
+    fn acr_values_limits() {
+        assert_eq!(parse_acr_values(None).unwrap(), None);
+        assert_eq!(parse_acr_values(Some("  ")).unwrap(), None);
+        assert_eq!(
+            parse_acr_values(Some(
+                "urn:assent:acr:hwk  Multi_Factor https://x.example/acr?l=2#a"
+            ))
+            .unwrap()
+            .as_deref(),
+            Some("urn:assent:acr:hwk Multi_Factor https://x.example/acr?l=2#a")
+        );
+        let at_limits = vec!["a".repeat(ACR_VALUE_MAX_LEN); 3].join(" ");
+        assert!(parse_acr_values(Some(&at_limits)).unwrap().is_some());
+        let sixteen = vec!["x"; ACR_VALUES_MAX_COUNT].join(" ");
+        assert!(parse_acr_values(Some(&sixteen)).unwrap().is_some());
+        let refused = |v: &str| {
+            parse_acr_values(Some(v)).map_err(|e| e.code) == Err(OAuthErrorCode::InvalidRequest)
+        };
+        assert!(refused(&"a".repeat(ACR_VALUE_MAX_LEN + 1)));
+        assert!(refused(&vec!["x"; ACR_VALUES_MAX_COUNT + 1].join(" ")));
+        assert!(refused(&vec!["a".repeat(200); 6].join(" ")));
+        assert!(refused(&"a".repeat(60_000)));
+        for bad in [
+            "<script>alert(1)</script>",
+            "a\"b",
+            "caf\u{e9}",
+            "a\tb",
+            "{x}",
+            "a|b",
+            "a\\b",
+            "a`b",
+            "a^b",
+        ] {
+            assert!(refused(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -250,6 +250,64 @@ fn optional_jwk_string(
     }
 }
 
+/// Smallest RSA modulus accepted (NIST SP 800-131A; smaller keys are refused when registered
+/// rather than failing every later verification).
+pub const RSA_MIN_BITS: usize = 2048;
+/// Largest RSA modulus accepted (what aws-lc-rs verifies).
+pub const RSA_MAX_BITS: usize = 8192;
+
+fn bit_length(be: &[u8]) -> usize {
+    match be.first() {
+        None => 0,
+        Some(b) => (be.len() - 1) * 8 + (8 - b.leading_zeros() as usize),
+    }
+}
+
+/// RSA public keys: a modulus of 2048..=8192 bits and an odd public exponent of at least 3 and
+/// at most 2^32 + 1 (65537 in practice); `e = 1` or an even `e` makes signatures forgeable or
+/// unverifiable. `n` and `e` are big-endian without leading zeros.
+fn check_rsa_strength(n: &[u8], e: &[u8]) -> Result<(), CryptoError> {
+    let bits = bit_length(n);
+    if bits < RSA_MIN_BITS {
+        return Err(CryptoError::Malformed(format!(
+            "RSA key is {bits} bits; at least {RSA_MIN_BITS} are required"
+        )));
+    }
+    if bits > RSA_MAX_BITS {
+        return Err(CryptoError::Malformed(format!(
+            "RSA key is {bits} bits; at most {RSA_MAX_BITS} are supported"
+        )));
+    }
+    let exponent = if e.len() <= 8 {
+        e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    } else {
+        u64::MAX
+    };
+    if exponent < 3 || exponent % 2 == 0 || exponent > (1u64 << 32) + 1 {
+        return Err(CryptoError::Malformed(
+            "RSA key has an unusable public exponent (e must be odd, at least 3, e.g. 65537)"
+                .into(),
+        ));
+    }
+    if n.last().is_some_and(|b| b % 2 == 0) {
+        return Err(CryptoError::Malformed("RSA key has an even modulus".into()));
+    }
+    Ok(())
+}
+
+/// EC public keys must be points on their curve (an off-curve point enables invalid-curve
+/// attacks and never verifies anything): aws-lc-rs parses and validates the point.
+fn check_ec_point(curve: Curve, point: &[u8]) -> Result<(), CryptoError> {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ParsedPublicKey};
+    let alg = match curve {
+        Curve::P256 => &ECDSA_P256_SHA256_FIXED,
+        Curve::P384 => &ECDSA_P384_SHA384_FIXED,
+    };
+    ParsedPublicKey::new(alg, point)
+        .map(|_| ())
+        .map_err(|_| CryptoError::Malformed("EC key is not a point on its curve".into()))
+}
+
 /// Parses one JWK; `Ok(None)` for keys that are ignored (encryption keys, symmetric keys,
 /// unsupported key types or curves).
 fn parse_jwk(value: &Value) -> Result<Option<PublicJwk>, CryptoError> {
@@ -286,9 +344,7 @@ fn parse_jwk(value: &Value) -> Result<Option<PublicJwk>, CryptoError> {
         "RSA" => {
             let n = strip_leading_zeros(jwk_b64(obj, "n")?);
             let e = strip_leading_zeros(jwk_b64(obj, "e")?);
-            if n.is_empty() || e.is_empty() {
-                return Err(CryptoError::Malformed("RSA JWK has an empty n or e".into()));
-            }
+            check_rsa_strength(&n, &e)?;
             KeyData::Rsa { n, e }
         }
         "EC" => {
@@ -308,6 +364,7 @@ fn parse_jwk(value: &Value) -> Result<Option<PublicJwk>, CryptoError> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
+            check_ec_point(curve, &point)?;
             KeyData::Ec { curve, point }
         }
         "OKP" => {
@@ -327,11 +384,25 @@ fn parse_jwk(value: &Value) -> Result<Option<PublicJwk>, CryptoError> {
     Ok(Some(PublicJwk { kid, alg, data }))
 }
 
+/// Says which key of a set is wrong: its position and, when it has one, its `kid`.
+fn name_key(index: usize, key: &Value, e: CryptoError) -> CryptoError {
+    let reason = match e {
+        CryptoError::Malformed(m) => m,
+        other => other.to_string(),
+    };
+    let kid = key.get("kid").and_then(Value::as_str);
+    CryptoError::Malformed(match kid {
+        Some(kid) => format!("key {index} (kid {:?}): {reason}", sanitize(kid)),
+        None => format!("key {index}: {reason}"),
+    })
+}
+
 impl JwkSet {
     /// Parses a JWK set given as a JSON object `{"keys":[...]}` or as a JSON string that
     /// contains such an object. Keys with `"use":"enc"` (or `key_ops` without `verify`),
     /// symmetric `oct` keys and unsupported key types / curves are ignored; a key carrying
-    /// private members (`d`, `p`, `q`, ...) makes the whole set `Malformed`.
+    /// private members (`d`, `p`, `q`, ...), an RSA key below 2048 bits or with a bad exponent,
+    /// or an EC point off its curve makes the whole set `Malformed`, naming the key.
     pub fn parse(value: &Value) -> Result<JwkSet, CryptoError> {
         match value {
             Value::Object(obj) => {
@@ -341,9 +412,11 @@ impl JwkSet {
                     ));
                 };
                 let mut out = Vec::with_capacity(keys.len());
-                for k in keys {
-                    if let Some(jwk) = parse_jwk(k)? {
-                        out.push(jwk);
+                for (index, k) in keys.iter().enumerate() {
+                    match parse_jwk(k) {
+                        Ok(Some(jwk)) => out.push(jwk),
+                        Ok(None) => {}
+                        Err(e) => return Err(name_key(index, k, e)),
                     }
                 }
                 Ok(JwkSet { keys: out })
@@ -605,6 +678,18 @@ mod tests {
         ));
     }
 
+    /// The P-256 base point (SEC 2), a point certainly on the curve.
+    const P256_GX: [u8; 32] = [
+        0x6B, 0x17, 0xD1, 0xF2, 0xE1, 0x2C, 0x42, 0x47, 0xF8, 0xBC, 0xE6, 0xE5, 0x63, 0xA4, 0x40,
+        0xF2, 0x77, 0x03, 0x7D, 0x81, 0x2D, 0xEB, 0x33, 0xA0, 0xF4, 0xA1, 0x39, 0x45, 0xD8, 0x98,
+        0xC2, 0x96,
+    ];
+    const P256_GY: [u8; 32] = [
+        0x4F, 0xE3, 0x42, 0xE2, 0xFE, 0x1A, 0x7F, 0x9B, 0x8E, 0xE7, 0xEB, 0x4A, 0x7C, 0x0F, 0x9E,
+        0x16, 0x2B, 0xCE, 0x33, 0x57, 0x6B, 0x31, 0x5E, 0xCE, 0xCB, 0xB6, 0x40, 0x68, 0x37, 0xBF,
+        0x51, 0xF5,
+    ];
+
     #[test]
     fn jwk_set_parsing() {
         let rsa_n = b64::encode(&[0xc5; 256]);
@@ -616,7 +701,7 @@ mod tests {
             {"kty":"EC","kid":"p521","crv":"P-521","x":"AA","y":"AA"},
             {"kty":"OKP","kid":"x25519","crv":"X25519","x":"AA"},
             {"kty":"OKP","kid":"ed","crv":"Ed25519","x": b64::encode(&[1u8; 32])},
-            {"kty":"EC","kid":"p256","crv":"P-256","x": b64::encode(&[1u8; 32]),"y": b64::encode(&[2u8; 32])},
+            {"kty":"EC","kid":"p256","crv":"P-256","x": b64::encode(&P256_GX),"y": b64::encode(&P256_GY)},
             {"kty":"weird","kid":"w"}
         ]});
         let parsed = JwkSet::parse(&set).unwrap();

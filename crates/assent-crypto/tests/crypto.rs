@@ -735,3 +735,49 @@ fn at_hash_oidc_vector() {
         "9Xmhwu_6RRJ67XYIo83eVA"
     );
 }
+
+/// Keys that can never verify safely are refused when the set is parsed, naming the key;
+/// the real keys beside them parse.
+#[test]
+fn weak_and_invalid_keys_are_refused_by_name() {
+    let rsa = &keys(SigningAlg::RS256)[0].public_jwk;
+    let ec = &keys(SigningAlg::ES256)[0].public_jwk;
+    set_of(&[rsa, ec]);
+    let malformed = |set: Value| match JwkSet::parse(&set) {
+        Err(CryptoError::Malformed(m)) => m,
+        other => panic!("expected Malformed, got {other:?}"),
+    };
+
+    // A 1024-bit modulus (odd, top bit set).
+    let mut short = rsa.clone();
+    short["n"] = json!(b64(&[0xC5; 128]));
+    short["kid"] = json!("short-one");
+    let m = malformed(json!({"keys": [rsa, short]}));
+    assert!(
+        m.contains("key 1") && m.contains("short-one") && m.contains("1024 bits"),
+        "{m}"
+    );
+
+    for bad_e in [&[1u8][..], &[2], &[0, 0, 1], &[1, 0, 0, 0, 0, 0, 0, 0, 1]] {
+        let mut k = rsa.clone();
+        k["e"] = json!(b64(bad_e));
+        let m = malformed(json!({"keys": [k]}));
+        assert!(m.contains("key 0") && m.contains("exponent"), "{m}");
+    }
+    let mut even = rsa.clone();
+    even["n"] = json!(b64(&[0xC4; 256]));
+    assert!(malformed(json!({"keys": [even]})).contains("even modulus"));
+
+    // A point off the curve: right lengths, wrong coordinates.
+    let mut off = ec.clone();
+    off["x"] = json!(b64(&[1; 32]));
+    off["y"] = json!(b64(&[1; 32]));
+    let m = malformed(json!({"keys": [ec, off]}));
+    assert!(m.contains("key 1") && m.contains("curve"), "{m}");
+
+    // Private members are named too.
+    let mut private = ec.clone();
+    private["d"] = json!(b64(&[7; 32]));
+    let m = malformed(json!({"keys": [private]}));
+    assert!(m.contains("key 0") && m.contains("private"), "{m}");
+}

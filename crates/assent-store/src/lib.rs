@@ -30,6 +30,10 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// A value the caller asked to store breaks a rule the caller should have checked first
+    /// (for example a username that is not a valid identifier).
+    #[error("invalid value: {0}")]
+    Invalid(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -89,23 +93,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     // --- users --------------------------------------------------------------------------
-    /// Usernames and emails are unique per environment, case-insensitively
-    /// (`StoreError::Conflict("username" | "email")`).
+    /// Usernames and emails are unique per environment under the identifier profile of
+    /// `assent_core::identifier` (RFC 8265 UsernameCaseMapped: NFC, case-mapped)
+    /// (`StoreError::Conflict("username" | "email")`); both must already be valid identifiers.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
     async fn get_user(&self, env_id: &str, id: &str) -> StoreResult<User>;
-    /// Case-insensitive match.
+    /// Match under the identifier profile; a string that is not a valid identifier finds nobody.
     async fn find_user_by_username(
         &self,
         env_id: &str,
         username: &str,
     ) -> StoreResult<Option<User>>;
-    /// Case-insensitive match.
+    /// Match under the identifier profile; a string that is not a valid identifier finds nobody.
     async fn find_user_by_email(&self, env_id: &str, email: &str) -> StoreResult<Option<User>>;
     /// `phone` already normalised by the caller (`validate::normalize_phone`); compared against
     /// the normalised stored number. Numbers are not unique: when more than one user has it,
     /// the answer is `None` (an ambiguous hint must not pick somebody).
     async fn find_user_by_phone(&self, env_id: &str, phone: &str) -> StoreResult<Option<User>>;
-    /// `username`: exact (case-insensitive) filter when given.
+    /// `username`: filter under the identifier profile when given.
     async fn list_users(
         &self,
         env_id: &str,

@@ -290,6 +290,14 @@ async fn demo_flow_cli_and_shutdown() {
         !logs.contains(&secret),
         "client secrets must never be logged"
     );
+    assert!(
+        logs.contains("/cibaRequests/***/approve"),
+        "admin calls on a request are logged with the auth_req_id redacted"
+    );
+    assert!(
+        !logs.contains(&id),
+        "auth_req_ids (which redeem tokens) must never be logged"
+    );
 
     // A second start with --demo on the same data dir reuses what it seeded.
     let mut again = serve(&dir, free_port());

@@ -166,7 +166,7 @@ fn check_parameters(app: &Application, form: &OAuthForm) -> Result<Parameters, O
         app.ciba.request_expiry_seconds,
         app.ciba.max_request_expiry_seconds,
     )?;
-    let acr_values = parse_acr_values(form.get("acr_values"));
+    let acr_values = parse_acr_values(form.get("acr_values"))?;
     // client_notification_token is only meaningful for PING and PUSH, which this version
     // does not offer; POLL ignores it (CIBA §7.1).
     Ok(Parameters {
@@ -366,16 +366,48 @@ async fn check_login_hint_token(
         )
         .into());
     }
+    if exp > now.secs() + MAX_LOGIN_HINT_TOKEN_LIFETIME_SECS + client_auth::CLOCK_SKEW_SECS {
+        return Err(bad("exp must be at most 24 hours ahead."));
+    }
     if let Some(nbf) = claims.get("nbf") {
         let nbf = nbf.as_i64().ok_or_else(|| bad("nbf must be a number."))?;
         if nbf > now.secs() + client_auth::CLOCK_SKEW_SECS {
             return Err(bad("it is not valid yet."));
         }
     }
-    claims
+    let sub = claims
         .get("sub")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-        .ok_or_else(|| bad("sub is required."))
+        .ok_or_else(|| bad("sub is required."))?;
+    // A token that carries a jti is accepted once, until it expires.
+    match claims.get("jti") {
+        None => {}
+        Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= 256 => {
+            let fresh = state
+                .store
+                .use_jti(
+                    &app.environment_id,
+                    &format!("login_hint_token:{}", app.id),
+                    jti,
+                    Timestamp::from_secs(exp),
+                    now,
+                )
+                .await?;
+            if !fresh {
+                return Err(bad("it has already been used (its jti was seen before)."));
+            }
+        }
+        Some(_) => {
+            return Err(bad(
+                "jti must be a non-empty string of at most 256 characters.",
+            ));
+        }
+    }
+    Ok(sub)
 }
+
+/// A `login_hint_token` may expire at most this far ahead (PingOne's are typically good for an
+/// hour; a day leaves room for batch jobs while bounding how long a stolen one is useful).
+pub const MAX_LOGIN_HINT_TOKEN_LIFETIME_SECS: i64 = 24 * 3600;

@@ -23,8 +23,15 @@ pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
 /// Clock skew tolerated on `nbf` and on the assertion-lifetime limit.
 pub const CLOCK_SKEW_SECS: i64 = 5;
 
-fn invalid_client(detail: &str) -> OAuthResponseError {
-    OAuthResponseError::new(OAuthError::invalid_client(detail))
+/// The one answer to every client-authentication failure. Whatever went wrong (unknown client,
+/// wrong secret, bad signature, wrong method, expired or replayed assertion, unusable keys), the
+/// caller reads the same words, so it cannot learn which client ids exist or how they
+/// authenticate (§3.1). The specific reason goes to the log, under the request's correlation id.
+pub const INVALID_CLIENT_TEXT: &str = "The client credentials are invalid.";
+
+fn invalid_client(reason: &str) -> OAuthResponseError {
+    tracing::info!(reason, "client authentication failed");
+    OAuthResponseError::new(OAuthError::invalid_client(INVALID_CLIENT_TEXT))
 }
 
 /// The credentials a request presented, before they are checked.
@@ -147,10 +154,10 @@ pub async fn authenticate(
         }
     };
     if app.token_endpoint_auth_method != expected_method {
-        // Same words as an unknown client or a wrong secret: an unauthenticated caller must
-        // not learn which client ids exist or how they authenticate. The log says which.
         tracing::info!(application_id = %app.id, "client used another authentication method than registered");
-        return Err(invalid_client("The client credentials are invalid."));
+        return Err(invalid_client(
+            "another authentication method than registered",
+        ));
     }
     // A client_id parameter that names another client is an authentication failure; one that
     // matches is harmless (common libraries send it alongside Basic or assertions).
@@ -342,7 +349,10 @@ type Fetched = (Instant, Result<JwkSet, String>);
 pub struct JwksCache {
     entries: Arc<Mutex<HashMap<String, Fetched>>>,
     fetching: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    http: reqwest::Client,
+    /// The outbound client with the public-only resolver, the timeout and no redirects — or why
+    /// it could not be built, in which case every fetch is refused (fail closed: never a
+    /// default client without those protections).
+    http: Result<reqwest::Client, String>,
     allow_private: bool,
     min_refresh: Duration,
 }
@@ -362,10 +372,19 @@ impl JwksCache {
             // checked is the address connected to (no DNS-rebinding window).
             builder = builder.dns_resolver(Arc::new(crate::outbound::PublicOnlyResolver));
         }
+        let http = builder.build().map_err(|e| {
+            tracing::error!(error = %e, "the outbound HTTP client for jwksUrl could not be built; jwksUrl fetches are refused");
+            e.to_string()
+        });
+        Self::with_client(http, allow_private)
+    }
+
+    /// A cache over a given outbound client (or the reason there is none: every fetch fails).
+    pub fn with_client(http: Result<reqwest::Client, String>, allow_private: bool) -> Self {
         JwksCache {
             entries: Arc::default(),
             fetching: Arc::default(),
-            http: builder.build().unwrap_or_default(),
+            http,
             allow_private,
             min_refresh: Self::MIN_REFRESH,
         }
@@ -415,11 +434,14 @@ impl JwksCache {
     }
 
     async fn fetch(&self, url: &str) -> Result<JwkSet, String> {
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| format!("no outbound HTTP client: {e}"))?;
         if !self.allow_private {
             crate::outbound::check_public_target(url).await?;
         }
-        let mut response = self
-            .http
+        let mut response = http
             .get(url)
             .header(header::ACCEPT, "application/json")
             .send()
@@ -445,5 +467,24 @@ impl JwksCache {
         }
         let value: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         JwkSet::parse(&value).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JwksCache;
+
+    /// Fail closed: without the protected client, a fetch is refused rather than made with a
+    /// default client (no public-only resolver, no timeout, redirects followed).
+    #[tokio::test]
+    async fn no_outbound_client_means_no_fetch() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let cache = JwksCache::with_client(Err("TLS backend unavailable".into()), true);
+        let err = cache.get(&url, None).await.unwrap_err();
+        assert!(err.contains("no outbound HTTP client"), "{err}");
+        // Nothing connected to the listener.
+        assert!(listener.accept().is_err());
     }
 }

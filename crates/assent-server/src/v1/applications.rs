@@ -174,8 +174,17 @@ fn apply(state: &AppState, app: &mut Application, body: &Value) -> Result<(), Ap
         None => {}
         Some(Value::Null) => app.jwks = None,
         Some(v @ (Value::String(_) | Value::Object(_))) => {
-            let set = JwkSet::parse(v).map_err(|_| {
-                ApiError::invalid("jwks", "jwks must be a JSON Web Key Set of public keys.")
+            // Weak or invalid keys are refused here, naming the key, rather than failing
+            // every assertion later (§9 "Registered keys").
+            let set = JwkSet::parse(v).map_err(|e| {
+                let reason = match e {
+                    assent_crypto::CryptoError::Malformed(m) => m,
+                    other => other.to_string(),
+                };
+                ApiError::invalid(
+                    "jwks",
+                    format!("jwks must be a JSON Web Key Set of valid public keys: {reason}."),
+                )
             })?;
             if set.is_empty() {
                 return Err(ApiError::invalid(

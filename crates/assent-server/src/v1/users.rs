@@ -72,6 +72,18 @@ fn check_email(email: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Usernames and emails under the identifier profile (§9, `assent_core::identifier`): the
+/// display form is stored; look-alikes (NFD vs NFC, bidi and zero-width characters, the Kelvin
+/// sign) are refused or folded so two accounts never look the same.
+fn identifier(target: &str, value: &str) -> Result<String, ApiError> {
+    assent_core::identifier::display_form(value).map_err(|e| {
+        ApiError::invalid(
+            target,
+            format!("{target} {e}; see docs/api.md, \"Usernames and emails\"."),
+        )
+    })
+}
+
 fn check_phone(phone: &str) -> Result<(), ApiError> {
     let digits = phone.chars().filter(char::is_ascii_digit).count();
     let allowed = phone
@@ -98,15 +110,19 @@ fn apply(env: &Environment, user: &mut User, body: &Value) -> Result<(), ApiErro
                     "username must not contain spaces or ':'.",
                 ));
             }
-            user.username = u;
+            user.username = identifier("username", &u)?;
         }
         Field::Null => return Err(ApiError::invalid("username", "username cannot be null.")),
         Field::Absent => {}
     }
-    if let Field::Value(e) = &string_field(obj, "email")? {
-        check_email(e)?;
-    }
-    user.email = string_field(obj, "email")?.merge(user.email.take());
+    let email = match string_field(obj, "email")? {
+        Field::Value(e) => {
+            check_email(&e)?;
+            Field::Value(identifier("email", &e)?)
+        }
+        other => other,
+    };
+    user.email = email.merge(user.email.take());
     match obj.get("name") {
         None => {}
         Some(Value::Null) => {

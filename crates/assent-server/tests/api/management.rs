@@ -675,6 +675,60 @@ async fn application_jwks_returned_as_given() {
     }
 }
 
+/// §9 "Registered keys": weak RSA keys, bad exponents, off-curve points and private members
+/// are refused at registration, with a 400 that names the key; the good key beside them is
+/// what makes the difference.
+#[tokio::test]
+async fn weak_application_keys_are_refused_at_registration() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let good = public_jwks(&h, &env).await["keys"][0].clone();
+    assert_eq!(good["kty"], "RSA");
+    let register = |jwks: Value| {
+        let h = &h;
+        let env = env.clone();
+        async move {
+            h.admin(
+                Method::POST,
+                &apps_path(&env),
+                Some(json!({"name": "k", "tokenEndpointAuthMethod": "PRIVATE_KEY_JWT", "jwks": jwks})),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        register(json!({"keys": [good]})).await.status,
+        StatusCode::CREATED
+    );
+
+    let mut short = good.clone();
+    short["n"] = json!(b64(&[0xC5; 128]));
+    short["kid"] = json!("rsa-1024");
+    let mut e1 = good.clone();
+    e1["e"] = json!(b64(&[1]));
+    let ec_off_curve = json!({"kty": "EC", "crv": "P-256", "kid": "ec-off", "x": b64(&[1; 32]), "y": b64(&[1; 32])});
+    let mut private = good.clone();
+    private["d"] = json!(b64(&[9; 256]));
+    for (case, bad, says) in [
+        ("1024-bit RSA", short, "1024 bits"),
+        ("e = 1", e1, "exponent"),
+        ("EC point off the curve", ec_off_curve, "curve"),
+        ("private members", private, "private"),
+    ] {
+        let r = register(json!({"keys": [good, bad]})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{case}: {}", r.text);
+        assert_eq!(r.body["code"], "INVALID_DATA", "{case}");
+        assert_eq!(r.body["details"][0]["target"], "jwks", "{case}");
+        let message = r.body["details"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("key 1") && message.contains(says),
+            "{case}: {message}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn application_secret_rotation() {
     let h = Harness::new().await;
@@ -1974,4 +2028,73 @@ async fn a_pending_automatic_decision_is_dropped_when_the_environment_leaves_san
         )
         .await;
     assert_eq!(r.body["status"], "PENDING", "{}", r.text);
+}
+
+/// §9 "Identifiers": usernames and emails under RFC 8265 UsernameCaseMapped. `café` typed in
+/// NFC and in NFD is one account (the second is a 409, and the stored form is NFC); bidi
+/// overrides, zero-width characters and the Kelvin sign are refused with 400 naming the field;
+/// ordinary names in any script are welcome.
+#[tokio::test]
+async fn usernames_and_emails_follow_one_identifier_profile() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let path = format!("/v1/environments/{env}/users");
+    let create = |body: Value| {
+        let h = &h;
+        let path = path.clone();
+        async move { h.admin(Method::POST, &path, Some(body)).await }
+    };
+    let r = create(json!({"username": "cafe\u{301}", "email": "Cafe\u{301}@example.com"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["username"], "caf\u{e9}");
+    assert_eq!(r.body["email"], "Caf\u{e9}@example.com");
+    let r = create(json!({"username": "CAF\u{c9}"})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["code"], "UNIQUENESS_VIOLATION");
+    let r = create(json!({"username": "other", "email": "caf\u{e9}@EXAMPLE.com"})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+
+    for (field, body) in [
+        ("username", json!({"username": "admin\u{202e}nimda"})),
+        ("username", json!({"username": "ad\u{200b}min"})),
+        ("username", json!({"username": "\u{212a}ate"})),
+        (
+            "email",
+            json!({"username": "zed", "email": "z\u{200b}@example.com"}),
+        ),
+        (
+            "email",
+            json!({"username": "zed", "email": "z\u{202e}@example.com"}),
+        ),
+    ] {
+        let r = create(body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["details"][0]["target"], field, "{body}");
+    }
+    for name in [
+        "\u{3b6}\u{3c9}\u{3ae}",
+        "\u{5d3}\u{5d5}\u{5d3}",
+        "o'brien-smith_2",
+    ] {
+        let r = create(json!({"username": name})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{name}: {}", r.text);
+    }
+    // The filter goes through the same profile.
+    let r = h
+        .admin(
+            Method::GET,
+            &format!("{path}?filter=username%20eq%20%22CAFE%CC%81%22"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["count"], 1, "{}", r.text);
+    let r = h
+        .admin(
+            Method::GET,
+            &format!("{path}?filter=username%20eq%20%22%E2%84%AAate%22"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["count"], 0, "{}", r.text);
 }

@@ -2490,3 +2490,240 @@ async fn userinfo_takes_the_token_from_a_form_body() {
     let r = h.post_form(&path, None, &[("access_token", "a.b.c")]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+/// §3.1, issue #6 item 5: every client-authentication failure reads the same, so a caller
+/// cannot learn which client ids exist or how they authenticate. An assertion signed with a
+/// wrong key for an unknown `iss`, for a CLIENT_SECRET_JWT client, for a PRIVATE_KEY_JWT
+/// client and for a CLIENT_SECRET_BASIC client; a wrong Basic secret and an unknown Basic
+/// client; an expired assertion of a real client: one sentence.
+#[tokio::test]
+async fn client_authentication_failures_are_indistinguishable() {
+    let h = Harness::new().await;
+    let (basic, _) = h.sandbox().await;
+    let env = basic.env_id.clone();
+    let hmac = h
+        .create_app(
+            &env,
+            json!({"tokenEndpointAuthMethod": "CLIENT_SECRET_JWT"}),
+        )
+        .await;
+    let (key, _) = key_app(&h, &env, SigningAlg::ES256).await;
+    let (_, stranger) = key_app(&h, &env, SigningAlg::ES256).await;
+    let issuer = h.issuer(&env);
+    let unknown = "3f1b2c4d-0000-4000-8000-000000000000";
+
+    let mut answers: Vec<(String, Resp)> = Vec::new();
+    for (who, id) in [
+        ("unknown iss", unknown),
+        ("CLIENT_SECRET_JWT client", hmac.id.as_str()),
+        ("PRIVATE_KEY_JWT client", key.id.as_str()),
+        ("CLIENT_SECRET_BASIC client", basic.id.as_str()),
+    ] {
+        for (how, jwt) in [
+            (
+                "HS256 with a wrong secret",
+                sign_hmac_jws(
+                    HmacAlg::HS256,
+                    b"not-the-secret-at-all-0123456789",
+                    &assertion_claims(&h, id, json!(issuer)),
+                )
+                .unwrap(),
+            ),
+            (
+                "ES256 with a stranger's key",
+                stranger
+                    .sign(Some("JWT"), &assertion_claims(&h, id, json!(issuer)))
+                    .unwrap(),
+            ),
+        ] {
+            answers.push((
+                format!("{who}, {how}"),
+                token_with_assertion(&h, &env, &jwt).await,
+            ));
+        }
+    }
+    let mut expired = assertion_claims(&h, &hmac.id, json!(issuer));
+    expired["exp"] = json!(now(&h) - 10);
+    let jwt = sign_hmac_jws(HmacAlg::HS256, hmac.secret.as_bytes(), &expired).unwrap();
+    answers.push((
+        "expired assertion".into(),
+        token_with_assertion(&h, &env, &jwt).await,
+    ));
+    for (who, authz) in [
+        ("wrong Basic secret", basic_auth(&basic.id, "wrong-secret")),
+        ("unknown Basic client", basic_auth(unknown, &basic.secret)),
+    ] {
+        let r = h
+            .post_form(
+                &ep(&env, "token"),
+                Some(&authz),
+                &[("grant_type", CIBA), ("auth_req_id", UNKNOWN_ID)],
+            )
+            .await;
+        answers.push((who.into(), r));
+    }
+
+    let sentence = |r: &Resp| {
+        r.description()
+            .split(" (Correlation ID")
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let first = sentence(&answers[0].1);
+    assert!(
+        first.ends_with("The client credentials are invalid."),
+        "{first}"
+    );
+    for (case, r) in &answers {
+        assert_invalid_client(r);
+        assert_eq!(sentence(r), first, "{case}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            answers[0].1.header("www-authenticate"),
+            "{case}"
+        );
+    }
+    // The genuine credentials still pass (invalid_grant on the never-issued auth_req_id).
+    let good = assertion_claims(&h, &hmac.id, json!(issuer));
+    let jwt = sign_hmac_jws(HmacAlg::HS256, hmac.secret.as_bytes(), &good).unwrap();
+    assert_error(
+        &token_with_assertion(&h, &env, &jwt).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
+fn basic_auth(id: &str, secret: &str) -> String {
+    crate::support::basic(id, secret)
+}
+
+/// §9 "Identifiers": a hint finds only the user it names. The Kelvin sign (U+212A) looks like
+/// `K` and case-folds to `k`, but it is not an identifier character: `\u{212a}ate` names nobody,
+/// where `KATE` finds kate; the NFD spelling of `josé` finds the NFC account; zero-width and
+/// bidi characters name nobody.
+#[tokio::test]
+async fn login_hints_go_through_the_identifier_profile() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let kate = h
+        .create_user(
+            &c.env_id,
+            json!({"username": "kate", "email": "kate@example.com"}),
+        )
+        .await;
+    let jose = h
+        .create_user(&c.env_id, json!({"username": "jos\u{e9}"}))
+        .await;
+    for (hint, who) in [
+        ("KATE", &kate),
+        ("username:Kate", &kate),
+        ("email:KATE@EXAMPLE.COM", &kate),
+        ("jose\u{301}", &jose),
+        ("JOS\u{c9}", &jose),
+    ] {
+        let r = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", hint)]).await;
+        assert_ok(&r);
+        let id = r.body["auth_req_id"].as_str().unwrap();
+        let show = h
+            .admin(
+                Method::GET,
+                &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
+                None,
+            )
+            .await;
+        assert_eq!(show.body["user"]["id"], who.as_str(), "{hint:?}");
+    }
+    for hint in [
+        "\u{212a}ate",
+        "username:\u{212a}ate",
+        "email:\u{212a}ate@example.com",
+        "ka\u{200b}te",
+        "kate\u{202e}",
+    ] {
+        let r = ciba_pairs(&h, &c, &[("scope", "openid"), ("login_hint", hint)]).await;
+        assert_validation(&r, "unknown_user_id");
+    }
+}
+
+/// §3.2 acr_values limits: URI characters only, 256 per value, 16 values, 1024 in all.
+#[tokio::test]
+async fn acr_values_are_bounded_and_uri_characters_only() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let ok = ciba_pairs(
+        &h,
+        &c,
+        &[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("acr_values", "urn:assent:acr:hwk Multi_Factor"),
+        ],
+    )
+    .await;
+    assert_ok(&ok);
+    let long_value = "a".repeat(257);
+    let seventeen = vec!["x"; 17].join(" ");
+    let huge = "a".repeat(60_000);
+    for bad in [
+        "<script>alert(1)</script>",
+        "urn:x \"quoted\"",
+        long_value.as_str(),
+        seventeen.as_str(),
+        huge.as_str(),
+    ] {
+        let r = ciba_pairs(
+            &h,
+            &c,
+            &[
+                ("scope", "openid"),
+                ("login_hint", "alice"),
+                ("acr_values", bad),
+            ],
+        )
+        .await;
+        assert_validation(&r, "invalid_request");
+    }
+}
+
+/// A login_hint_token expires at most 24 h ahead, and one that carries a jti is accepted once.
+#[tokio::test]
+async fn login_hint_token_lifetime_is_capped_and_jti_is_single_use() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let t = now(&h);
+    let mut day = lht_claims(&h, &c, &user);
+    day["exp"] = json!(t + 23 * 3600);
+    assert_ok(&with_lht(&h, &c, &hmac_lht(&c, &day)).await);
+    let mut too_long = lht_claims(&h, &c, &user);
+    too_long["exp"] = json!(t + 25 * 3600);
+    assert_validation(
+        &with_lht(&h, &c, &hmac_lht(&c, &too_long)).await,
+        "invalid_request",
+    );
+
+    let mut once = lht_claims(&h, &c, &user);
+    once["jti"] = json!("lht-1");
+    let token = hmac_lht(&c, &once);
+    assert_ok(&with_lht(&h, &c, &token).await);
+    let replay = with_lht(&h, &c, &token).await;
+    assert_validation(&replay, "invalid_request");
+    assert!(
+        replay.description().contains("already been used"),
+        "{}",
+        replay.text
+    );
+    once["jti"] = json!("lht-2");
+    assert_ok(&with_lht(&h, &c, &hmac_lht(&c, &once)).await);
+    // The same jti from another application is that application's own.
+    let other = h.create_app(&c.env_id, json!({})).await;
+    let mut theirs = lht_claims(&h, &other, &user);
+    theirs["jti"] = json!("lht-1");
+    assert_ok(&with_lht(&h, &other, &hmac_lht(&other, &theirs)).await);
+    let mut bad_jti = lht_claims(&h, &c, &user);
+    bad_jti["jti"] = json!(42);
+    assert_validation(
+        &with_lht(&h, &c, &hmac_lht(&c, &bad_jti)).await,
+        "invalid_request",
+    );
+}

@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use assent_core::ciba::{EXPIRED_ANSWERABLE_SECS, PollUpdate};
+use assent_core::identifier::comparison_key;
 use assent_core::validate::normalize_phone;
 use assent_core::{
     AccessTokenRecord, Application, CibaRequest, CibaStatus, Decision, DecisionOutcome,
@@ -100,6 +101,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        rekey_identifiers(&pool).await?;
         Ok(SqliteStore { pool, bookkeeping })
     }
 
@@ -165,8 +167,90 @@ fn found(result: sqlx::sqlite::SqliteQueryResult) -> StoreResult<()> {
     }
 }
 
-fn lower(s: &str) -> String {
-    s.to_lowercase()
+/// Once, after migration 0004: recomputes the username and email keys of rows written under
+/// the old rule (`str::to_lowercase`) with the identifier profile. A stored name that is not a
+/// valid identifier keeps its old key (it can still be found by its exact old form, and is
+/// named in a warning so an admin can rename it); two users whose names now share a key stop the
+/// start-up with both named, since letting either sign in would be a guess.
+async fn rekey_identifiers(pool: &SqlitePool) -> StoreResult<()> {
+    use sqlx::Row;
+    let pending: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'identifier_rekey_pending'",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    if pending.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let rows = sqlx::query(
+        "SELECT environment_id, id, username, username_lower, email, email_lower FROM users",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    // Unique placeholders first, so re-keying one row cannot collide with another's old key.
+    sqlx::query(
+        "UPDATE users SET username_lower = char(0) || id,
+                          email_lower = CASE WHEN email_lower IS NULL THEN NULL ELSE char(0) || id END",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    for row in &rows {
+        let env: String = row.try_get("environment_id").map_err(db_err)?;
+        let id: String = row.try_get("id").map_err(db_err)?;
+        let username: String = row.try_get("username").map_err(db_err)?;
+        let old_username_key: String = row.try_get("username_lower").map_err(db_err)?;
+        let email: Option<String> = row.try_get("email").map_err(db_err)?;
+        let old_email_key: Option<String> = row.try_get("email_lower").map_err(db_err)?;
+        let username_key = comparison_key(&username).unwrap_or_else(|e| {
+            tracing::warn!(environment_id = %env, user_id = %id, error = %e, "stored username is not a valid identifier under the new profile; rename the user");
+            old_username_key.clone()
+        });
+        let email_key = match (&email, old_email_key) {
+            (Some(e), old) => Some(comparison_key(e).unwrap_or_else(|err| {
+                tracing::warn!(environment_id = %env, user_id = %id, error = %err, "stored email is not a valid identifier under the new profile; correct it");
+                old.unwrap_or_default()
+            })),
+            (None, _) => None,
+        };
+        sqlx::query(
+            "UPDATE users SET username_lower = ?, email_lower = ? WHERE environment_id = ? AND id = ?",
+        )
+        .bind(&username_key)
+        .bind(&email_key)
+        .bind(&env)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(field) => StoreError::Database(format!(
+                "user {id} of environment {env}: its {field} now compares equal to another user's \
+                 under the identifier profile (RFC 8265); rename one of them with an earlier version"
+            )),
+            other => other,
+        })?;
+    }
+    sqlx::query("DROP TABLE identifier_rekey_pending")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    if !rows.is_empty() {
+        tracing::info!(
+            users = rows.len(),
+            "usernames and emails re-keyed under the identifier profile"
+        );
+    }
+    Ok(())
+}
+
+/// The comparison key of a username or email being stored (§9 "Identifiers"; the policy is
+/// `assent_core::identifier`). Callers validate first, so a failure here is a caller's bug.
+fn key(s: &str) -> StoreResult<String> {
+    comparison_key(s).map_err(|e| StoreError::Invalid(format!("not a valid identifier: {e}")))
 }
 
 fn stored_status(outcome: DecisionOutcome) -> CibaStatus {
@@ -503,9 +587,9 @@ impl Store for SqliteStore {
         .bind(&user.environment_id)
         .bind(&user.id)
         .bind(&user.username)
-        .bind(lower(&user.username))
+        .bind(key(&user.username)?)
         .bind(&user.email)
-        .bind(user.email.as_deref().map(lower))
+        .bind(user.email.as_deref().map(key).transpose()?)
         .bind(&user.given_name)
         .bind(&user.family_name)
         .bind(&user.phone_number)
@@ -537,9 +621,13 @@ impl Store for SqliteStore {
         env_id: &str,
         username: &str,
     ) -> StoreResult<Option<User>> {
+        // A hint that is not a valid identifier names nobody.
+        let Ok(key) = comparison_key(username) else {
+            return Ok(None);
+        };
         sqlx::query("SELECT * FROM users WHERE environment_id = ? AND username_lower = ?")
             .bind(env_id)
-            .bind(lower(username))
+            .bind(key)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?
@@ -549,9 +637,12 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_email(&self, env_id: &str, email: &str) -> StoreResult<Option<User>> {
+        let Ok(key) = comparison_key(email) else {
+            return Ok(None);
+        };
         sqlx::query("SELECT * FROM users WHERE environment_id = ? AND email_lower = ?")
             .bind(env_id)
-            .bind(lower(email))
+            .bind(key)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?
@@ -582,11 +673,23 @@ impl Store for SqliteStore {
         username: Option<&str>,
         page: &Page,
     ) -> StoreResult<ListPage<User>> {
+        let username_key = match username.map(comparison_key) {
+            None => None,
+            Some(Ok(key)) => Some(key),
+            // No stored username has a key that is not a valid identifier.
+            Some(Err(_)) => {
+                return Ok(ListPage {
+                    items: Vec::new(),
+                    total: 0,
+                    next: None,
+                });
+            }
+        };
         let filter = |qb: &mut QueryBuilder<Sqlite>| {
             qb.push(" WHERE environment_id = ")
                 .push_bind(env_id.to_owned());
-            if let Some(username) = username {
-                qb.push(" AND username_lower = ").push_bind(lower(username));
+            if let Some(key) = &username_key {
+                qb.push(" AND username_lower = ").push_bind(key.clone());
             }
         };
         let spec = ListSpec {
@@ -608,9 +711,9 @@ impl Store for SqliteStore {
              WHERE environment_id = ? AND id = ?",
         )
         .bind(&user.username)
-        .bind(lower(&user.username))
+        .bind(key(&user.username)?)
         .bind(&user.email)
-        .bind(user.email.as_deref().map(lower))
+        .bind(user.email.as_deref().map(key).transpose()?)
         .bind(&user.given_name)
         .bind(&user.family_name)
         .bind(&user.phone_number)
