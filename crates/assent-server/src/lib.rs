@@ -10,6 +10,7 @@ pub mod error;
 pub mod form;
 pub mod health;
 pub mod keys;
+pub mod listener;
 pub mod oauth;
 pub mod outbound;
 pub mod state;

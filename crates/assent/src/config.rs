@@ -4,19 +4,22 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use assent_server::listener::ListenerConfig;
 use serde::Deserialize;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML configuration file (keys: listen, public_url, data_dir, database_url, admin_token,
-    /// admin_token_file, secret_key, allow_private_notification_targets, log_format).
+    /// admin_token_file, secret_key, allow_private_notification_targets, log_format,
+    /// header_read_timeout, body_read_timeout, idle_timeout, max_connections, shutdown_timeout).
     #[arg(long, env = "ASSENT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on: IP:PORT ([::1]:8080 for IPv6) or HOST:PORT [default: 127.0.0.1:8080].
     #[arg(long, env = "ASSENT_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
     /// Base URL of every issuer, as clients reach it [default: http://<listen>].
     #[arg(long, env = "ASSENT_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -37,6 +40,22 @@ pub struct ServeArgs {
     /// Log format: human or json [default: human]. Levels come from ASSENT_LOG (e.g. "debug").
     #[arg(long, env = "ASSENT_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Seconds a client has to send a request's line and headers [default: 10].
+    #[arg(long, env = "ASSENT_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a client has to send a request's body once its headers are in [default: 30].
+    #[arg(long, env = "ASSENT_BODY_READ_TIMEOUT", value_name = "SECONDS")]
+    pub body_read_timeout: Option<u64>,
+    /// Seconds a keep-alive connection with no request in flight stays open [default: 60].
+    #[arg(long, env = "ASSENT_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+    /// Most client connections open at once [default: the open-files limit minus 128, at most
+    /// 10000].
+    #[arg(long, env = "ASSENT_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Seconds to let requests in flight finish after SIGTERM/Ctrl-C [default: 10].
+    #[arg(long, env = "ASSENT_SHUTDOWN_TIMEOUT", value_name = "SECONDS")]
+    pub shutdown_timeout: Option<u64>,
     /// Seed a SANDBOX environment, a CIBA application and a user, and print a curl walkthrough.
     #[arg(long)]
     pub demo: bool,
@@ -46,7 +65,7 @@ pub struct ServeArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
     pub public_url: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
@@ -55,6 +74,11 @@ pub struct FileConfig {
     pub secret_key: Option<String>,
     pub allow_private_notification_targets: Option<bool>,
     pub log_format: Option<String>,
+    pub header_read_timeout: Option<u64>,
+    pub body_read_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub max_connections: Option<u32>,
+    pub shutdown_timeout: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +90,8 @@ pub enum LogFormat {
 /// The resolved configuration.
 #[derive(Debug)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// `IP:PORT` or `HOST:PORT`, checked by [`check_listen`]; resolved when binding.
+    pub listen: String,
     pub public_url: String,
     pub data_dir: PathBuf,
     pub database_url: String,
@@ -78,6 +103,7 @@ pub struct Settings {
     pub allow_private_notification_targets: bool,
     pub log_format: LogFormat,
     pub demo: bool,
+    pub connections: ListenerConfig,
 }
 
 impl Settings {
@@ -93,7 +119,8 @@ impl Settings {
         let listen = args
             .listen
             .or(file.listen)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        check_listen(&listen)?;
         let public_url = args
             .public_url
             .or(file.public_url)
@@ -125,6 +152,46 @@ impl Settings {
         if admin_token.as_deref().is_some_and(|t| t.trim().len() < 16) {
             bail!("admin_token must be at least 16 characters");
         }
+        let defaults = ListenerConfig::default();
+        let seconds =
+            |name: &str, flag: Option<u64>, file: Option<u64>, default: Duration| match flag
+                .or(file)
+            {
+                None => Ok(default),
+                Some(0) => bail!("{name} must be at least 1 second"),
+                Some(s) => Ok(Duration::from_secs(s)),
+            };
+        let connections = ListenerConfig {
+            header_read_timeout: seconds(
+                "header_read_timeout",
+                args.header_read_timeout,
+                file.header_read_timeout,
+                defaults.header_read_timeout,
+            )?,
+            body_read_timeout: seconds(
+                "body_read_timeout",
+                args.body_read_timeout,
+                file.body_read_timeout,
+                defaults.body_read_timeout,
+            )?,
+            idle_timeout: seconds(
+                "idle_timeout",
+                args.idle_timeout,
+                file.idle_timeout,
+                defaults.idle_timeout,
+            )?,
+            max_connections: match args.max_connections.or(file.max_connections) {
+                None => defaults.max_connections,
+                Some(0) => bail!("max_connections must be at least 1"),
+                Some(n) => n,
+            },
+            shutdown_timeout: seconds(
+                "shutdown_timeout",
+                args.shutdown_timeout,
+                file.shutdown_timeout,
+                defaults.shutdown_timeout,
+            )?,
+        };
         Ok(Settings {
             listen,
             public_url,
@@ -137,8 +204,29 @@ impl Settings {
                 || file.allow_private_notification_targets.unwrap_or(false),
             log_format,
             demo: args.demo,
+            connections,
         })
     }
+}
+
+/// `IP:PORT` (IPv6 in brackets) or `HOST:PORT` with a non-empty host and a numeric port.
+fn check_listen(listen: &str) -> anyhow::Result<()> {
+    if listen.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let valid_host_port = listen.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && port.parse::<u16>().is_ok()
+    });
+    if !valid_host_port {
+        bail!(
+            "listen must be IP:PORT or HOST:PORT (e.g. 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080, localhost:8080), got {listen:?}"
+        );
+    }
+    Ok(())
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -185,7 +273,7 @@ mod tests {
             ..ServeArgs::default()
         };
         let s = Settings::resolve(args, None, None).unwrap();
-        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.listen, "127.0.0.1:9999");
         assert_eq!(s.public_url, "https://id.example.com");
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.database_url, "sqlite:///tmp/x/assent.db");
@@ -195,7 +283,7 @@ mod tests {
             ..ServeArgs::default()
         };
         let s = Settings::resolve(args, Some(PathBuf::from("/tmp/y")), None).unwrap();
-        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.listen, "127.0.0.1:7000");
         assert_eq!(s.data_dir, PathBuf::from("/tmp/y"));
         std::fs::write(&path, "bogus_key = 1\n").unwrap();
         let args = ServeArgs {
@@ -203,6 +291,74 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(Settings::resolve(args, None, None).is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        for ok in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "0.0.0.0:0",
+            "localhost:18481",
+            "id.example.com:443",
+        ] {
+            assert!(check_listen(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "localhost",
+            "8080",
+            ":8080",
+            "127.0.0.1:99999",
+            "host name:80",
+            "127.0.0.1:http",
+            "",
+        ] {
+            let e = check_listen(bad).unwrap_err().to_string();
+            assert!(e.contains("IP:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn connection_knobs() {
+        let s = Settings::resolve(ServeArgs::default(), None, None).unwrap();
+        assert_eq!(s.connections, ListenerConfig::default());
+        assert_eq!(s.connections.shutdown_timeout, Duration::from_secs(10));
+        let dir = std::env::temp_dir().join(format!("assent-config-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("assent.toml");
+        std::fs::write(
+            &path,
+            "header_read_timeout = 3\nbody_read_timeout = 4\nidle_timeout = 5\nmax_connections = 6\nshutdown_timeout = 7\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            idle_timeout: Some(9),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(args, None, None).unwrap();
+        assert_eq!(
+            s.connections,
+            ListenerConfig {
+                header_read_timeout: Duration::from_secs(3),
+                body_read_timeout: Duration::from_secs(4),
+                idle_timeout: Duration::from_secs(9),
+                max_connections: 6,
+                shutdown_timeout: Duration::from_secs(7),
+            }
+        );
+        let zero = ServeArgs {
+            header_read_timeout: Some(0),
+            ..ServeArgs::default()
+        };
+        let e = Settings::resolve(zero, None, None).unwrap_err().to_string();
+        assert!(e.contains("header_read_timeout"), "{e}");
+        let zero = ServeArgs {
+            max_connections: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(Settings::resolve(zero, None, None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `assent serve`: prepare the data dir, the at-rest key and the admin token, open the store,
-//! serve HTTP until SIGTERM/Ctrl-C, and purge expired rows in the background.
+//! serve HTTP until SIGTERM/Ctrl-C (connection limits and the shutdown deadline are in
+//! `assent_server::listener`), and purge expired rows in the background.
 
 use std::io::Write;
 use std::path::Path;
@@ -20,6 +21,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args, conn.data_dir.clone(), conn.admin_token.clone())?;
     init_tracing(settings.log_format);
+    // Bind before anything is written: a port in use fails with nothing created.
+    let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
 
     if !settings.data_dir.exists() {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -61,9 +66,6 @@ pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
     );
     let app = assent_server::router(state.clone());
 
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(
         listen = %settings.listen,
         public_url = %settings.public_url,
@@ -82,8 +84,7 @@ pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not reschedule automatic decisions"),
     }
     let purger = tokio::spawn(purge_loop(state));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    assent_server::listener::serve(listener, app, settings.connections, shutdown_signal())
         .await
         .context("the HTTP server failed")?;
     purger.abort();
@@ -210,5 +211,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    tracing::info!("shutdown signal received");
 }

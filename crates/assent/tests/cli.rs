@@ -363,3 +363,326 @@ async fn json_logs_carry_the_correlation_id() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// --- Connections and shutdown (slow clients, the connection cap, the shutdown deadline) ---
+
+/// Generous bound for every "must happen" wait below (the timeouts under test are 1 s).
+const BOUND: Duration = Duration::from_secs(10);
+
+async fn connect(port: u16) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection; panics after [`BOUND`].
+async fn read_until_closed(mut r: impl tokio::io::AsyncRead + Unpin, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let closed = tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&all).into_owned();
+    assert!(
+        closed.is_ok(),
+        "{what}: not closed within {BOUND:?}; got {text:?}"
+    );
+    text
+}
+
+/// Sends `GET /healthz` on a keep-alive connection and reads the (small) answer.
+async fn healthz_on(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&all).contains("\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&all));
+            all.extend_from_slice(&buf[..n]);
+        }
+        // The body is tiny; give it a moment to follow the head in the same or next segment.
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
+    })
+    .await
+    .expect("no answer to /healthz");
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+fn admin_token(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// A management call whose JSON body is announced longer than what is sent.
+fn short_body_request(token: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/environments HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n{{\"name\":"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_closed_and_healthz_keeps_answering() {
+    use tokio::io::AsyncWriteExt;
+    let dir = temp_dir("slowloris");
+    let port = free_port();
+    let mut server = serve_with(
+        &dir,
+        port,
+        &[
+            "--header-read-timeout",
+            "1",
+            "--body-read-timeout",
+            "1",
+            "--idle-timeout",
+            "1",
+        ],
+    );
+    let token = admin_token(&dir);
+    let mut attackers = Vec::new();
+    for i in 0..200 {
+        let token = token.clone();
+        attackers.push(tokio::spawn(async move {
+            let mut s = connect(port).await;
+            match i % 4 {
+                // A partial request line, then nothing.
+                0 => {
+                    s.write_all(b"GET /healthz HTT").await.unwrap();
+                    let got = read_until_closed(s, "partial request line").await;
+                    assert_eq!(got, "");
+                }
+                // One header byte every half second.
+                1 => {
+                    let (r, mut w) = s.into_split();
+                    let trickle = tokio::spawn(async move {
+                        for b in b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" {
+                            if w.write_all(&[*b]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    });
+                    let got = read_until_closed(r, "one header byte at a time").await;
+                    trickle.abort();
+                    assert_eq!(got, "");
+                }
+                // A body shorter than its Content-Length.
+                2 => {
+                    s.write_all(&short_body_request(&token)).await.unwrap();
+                    let got = read_until_closed(s, "short body").await;
+                    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
+                }
+                // An idle keep-alive connection after one request.
+                _ => {
+                    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let got = read_until_closed(s, "idle keep-alive").await;
+                    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+                }
+            }
+        }));
+    }
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let r = tokio::time::timeout(BOUND, client.get(format!("{}/healthz", server.base)).send())
+            .await
+            .expect("/healthz did not answer during the attack")
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for a in attackers {
+        a.await.unwrap();
+    }
+    let r = client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(sigterm(&mut server.child).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connection_cap_holds_and_sigterm_closes_idle_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir("conncap");
+    let port = free_port();
+    // Idle and shutdown timeouts long: only the shutdown can close the idle connections fast.
+    let mut server = serve_with(
+        &dir,
+        port,
+        &[
+            "--max-connections",
+            "2",
+            "--idle-timeout",
+            "60",
+            "--shutdown-timeout",
+            "60",
+        ],
+    );
+    let mut first = connect(port).await;
+    let mut second = connect(port).await;
+    assert!(healthz_on(&mut first).await.starts_with("HTTP/1.1 200"));
+    assert!(healthz_on(&mut second).await.starts_with("HTTP/1.1 200"));
+    let mut third = connect(port).await;
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let early = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served at --max-connections 2"
+    );
+    drop(first);
+    let n = tokio::time::timeout(BOUND, third.read(&mut buf))
+        .await
+        .expect("the waiting connection was not served after one closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        server
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("connection limit reached"),
+        "no warning at the cap: {}",
+        server.stderr.lock().unwrap()
+    );
+    // Two idle keep-alive connections open; the 60 s deadline must not be waited for.
+    let status = sigterm(&mut server.child);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(read_until_closed(second, "idle at shutdown").await, "");
+    assert!(
+        server
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("all connections closed"),
+        "{}",
+        server.stderr.lock().unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_cuts_a_request_that_never_finishes_at_the_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let dir = temp_dir("deadline");
+    let port = free_port();
+    let mut server = serve_with(
+        &dir,
+        port,
+        &["--shutdown-timeout", "1", "--body-read-timeout", "600"],
+    );
+    let stream = connect(port).await;
+    let (r, mut w) = stream.into_split();
+    w.write_all(&short_body_request(&admin_token(&dir)))
+        .await
+        .unwrap();
+    // The body keeps coming, one byte every 200 ms: the request stays in flight.
+    let trickle = tokio::spawn(async move {
+        loop {
+            if w.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = sigterm(&mut server.child);
+    assert!(status.success(), "{status:?}");
+    let _ = read_until_closed(r, "in flight at the deadline").await;
+    trickle.abort();
+    let logs = server.stderr.lock().unwrap().clone();
+    assert!(logs.contains("shutdown deadline reached"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listen_takes_host_names_and_binds_before_writing_anything() {
+    // A port in use fails before the data dir is created.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let dir = temp_dir("listen");
+    let out = command()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{busy_port}"),
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+    assert!(
+        !dir.exists(),
+        "the data dir was created although the port is in use"
+    );
+    // A malformed address says which forms are accepted.
+    let out = command()
+        .args(["serve", "--listen", "localhost", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("IP:PORT"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.exists());
+    // A host name is resolved.
+    let port = free_port();
+    let mut child = command()
+        .args([
+            "serve",
+            "--listen",
+            &format!("localhost:{port}"),
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    drain(child.stderr.take().unwrap(), stderr.clone());
+    let started = Instant::now();
+    while !stderr.lock().unwrap().contains("Assent is listening") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not listening: {}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = reqwest::get(format!("http://localhost:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(sigterm(&mut child).success());
+    drop(busy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
