@@ -2804,6 +2804,13 @@ async fn concurrent_duplicate_polls_do_not_revoke_the_winners_tokens() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A duplicate that reads the request after the commit but arrived in the same instant as
+    // the redemption (the clock has not moved) is still a concurrent one: nothing is revoked.
+    assert_error(
+        &h.poll(&c, &id).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
     assert_eq!(introspect(&h, &c, &at).await.body["active"], true);
     assert_eq!(introspect(&h, &c, &rt).await.body["active"], true);
     assert_ok(&userinfo(&h, &c.env_id, &at).await);
