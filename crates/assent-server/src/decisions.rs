@@ -175,13 +175,14 @@ pub async fn resume_auto_decisions(state: &AppState) -> Result<usize, StoreError
                     let due = req
                         .created_at
                         .plus_millis(user.auto_decision_delay_ms.unwrap_or(0));
-                    let _ = schedule_auto_decision(
+                    // Detached: the timer runs on its own.
+                    drop(schedule_auto_decision(
                         state.clone(),
                         env.id.clone(),
                         req.auth_req_id.clone(),
                         outcome,
                         (due.millis() - now.millis()).max(0),
-                    );
+                    ));
                     resumed += 1;
                 }
                 match reqs.next {

@@ -118,13 +118,14 @@ pub async fn authorize(
             assent_core::AutoDecision::Approve => assent_core::DecisionOutcome::Approve,
             assent_core::AutoDecision::Deny => assent_core::DecisionOutcome::Deny,
         };
-        let _ = crate::decisions::schedule_auto_decision(
+        // Detached: the timer runs on its own.
+        drop(crate::decisions::schedule_auto_decision(
             state.clone(),
             env.id.clone(),
             req.auth_req_id.clone(),
             outcome,
             user.auto_decision_delay_ms.unwrap_or(0),
-        );
+        ));
     }
     Ok(super::no_store(Json(json!({
         "auth_req_id": req.auth_req_id,

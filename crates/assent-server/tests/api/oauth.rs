@@ -2588,6 +2588,11 @@ async fn abuse_rate_limit_per_application_is_429_until_the_window_moves() {
     // The oldest request (20 s ago) leaves the 60 s window in 40 s.
     assert_eq!(retry_after(&r), 40);
     assert!(r.description().contains("too many"), "{}", r.text);
+    // The limits come last (spec §3.2 order): bad parameters and unknown users are reported as
+    // such, not as 429.
+    assert_validation(&start_for(&h, &c, "nobody").await, "unknown_user_id");
+    let r = h.ciba(&c, &[("login_hint", "bob")]).await;
+    assert_validation(&r, "invalid_request");
     // The rate is per application.
     let other = h.create_app(&c.env_id, json!({})).await;
     assert_ok(&start_for(&h, &other, "alice").await);
