@@ -1,8 +1,10 @@
 //! The CIBA request state machine: what a poll of the token endpoint gets (CIBA §11, Assent
 //! spec §3.3), when a decision may still be taken, and which `acr` a decision satisfies.
 
-use crate::error::OAuthError;
-use crate::model::{CibaRequest, CibaStatus, DecisionChannel};
+use crate::error::{OAuthError, OAuthErrorCode};
+use crate::model::{
+    AbuseLimits, CibaRequest, CibaStatus, Decision, DecisionChannel, EnvironmentType,
+};
 use crate::time::Timestamp;
 
 /// Each `slow_down` makes the required interval this much longer (CIBA §11, RFC 8628 §3.5).
@@ -13,10 +15,13 @@ pub const POLL_JITTER_TOLERANCE_MS: i64 = 500;
 pub const EXPIRED_ANSWERABLE_SECS: i64 = 24 * 3600;
 
 /// What the store must persist about a poll, written with a compare-and-set on the previous
-/// `last_polled_at` so two nodes cannot both judge the same previous poll.
+/// `last_polled_at` and `interval_seconds` so two nodes (or two concurrent polls arriving in
+/// the same millisecond) cannot both judge the same previous poll: every answered poll is
+/// recorded, and every `slow_down` sent lengthens the interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PollUpdate {
     pub expected_last_polled_at: Option<Timestamp>,
+    pub expected_interval_seconds: i64,
     pub last_polled_at: Timestamp,
     pub interval_seconds: i64,
 }
@@ -26,7 +31,8 @@ pub struct PollUpdate {
 pub enum PollVerdict {
     /// Approved: redeem it atomically (exactly once) and issue tokens.
     Redeem,
-    /// Already redeemed: `invalid_grant`, and revoke what the first redemption issued.
+    /// Already redeemed, and this poll arrived after the redemption: `invalid_grant`, and
+    /// revoke what the redemption issued (RFC 6749 §4.1.2, spec §3.3).
     Replay,
     /// Answer with this error; persist `update` first when present.
     Refuse {
@@ -44,7 +50,7 @@ pub fn evaluate_poll(req: &CibaRequest, client_id: &str, now: Timestamp) -> Poll
         return refuse(unknown_auth_req_id(), None);
     }
     if req.status == CibaStatus::Redeemed {
-        return PollVerdict::Replay;
+        return redeemed(req, now);
     }
     if now >= req.expires_at.plus_secs(EXPIRED_ANSWERABLE_SECS) {
         return refuse(unknown_auth_req_id(), None);
@@ -57,7 +63,7 @@ pub fn evaluate_poll(req: &CibaRequest, client_id: &str, now: Timestamp) -> Poll
         CibaStatus::Denied | CibaStatus::Cancelled => refuse(OAuthError::access_denied(), None),
         // Expired is derived, Redeemed handled above; both unreachable here but answered safely.
         CibaStatus::Expired => refuse(OAuthError::expired_token(), None),
-        CibaStatus::Redeemed => PollVerdict::Replay,
+        CibaStatus::Redeemed => redeemed(req, now),
         CibaStatus::Pending => {
             let too_soon = req.last_polled_at.is_some_and(|prev| {
                 now.millis() - prev.millis()
@@ -68,6 +74,7 @@ pub fn evaluate_poll(req: &CibaRequest, client_id: &str, now: Timestamp) -> Poll
                     OAuthError::slow_down(),
                     Some(PollUpdate {
                         expected_last_polled_at: req.last_polled_at,
+                        expected_interval_seconds: req.interval_seconds,
                         last_polled_at: now,
                         interval_seconds: req.interval_seconds + SLOW_DOWN_INCREMENT_SECS,
                     }),
@@ -77,6 +84,7 @@ pub fn evaluate_poll(req: &CibaRequest, client_id: &str, now: Timestamp) -> Poll
                     OAuthError::authorization_pending(),
                     Some(PollUpdate {
                         expected_last_polled_at: req.last_polled_at,
+                        expected_interval_seconds: req.interval_seconds,
                         last_polled_at: now,
                         interval_seconds: req.interval_seconds,
                     }),
@@ -84,6 +92,117 @@ pub fn evaluate_poll(req: &CibaRequest, client_id: &str, now: Timestamp) -> Poll
             }
         }
     }
+}
+
+/// A poll of a redeemed request is a replay only when it arrived (its `now`) strictly after the
+/// redemption time, which the redeeming poll reads just before its committing write. A poll
+/// that arrived at or before that moment was in flight concurrently with the winner: it gets
+/// `invalid_grant` without revoking the winner's tokens (spec §3.3). A request redeemed before
+/// `redeemed_at` was recorded is always judged a replay.
+fn redeemed(req: &CibaRequest, now: Timestamp) -> PollVerdict {
+    match req.redeemed_at {
+        Some(at) if now <= at => PollVerdict::Refuse {
+            error: unknown_auth_req_id(),
+            update: None,
+        },
+        _ => PollVerdict::Replay,
+    }
+}
+
+/// Simulated decisions (SANDBOX approve/deny, automatic answers) are for SANDBOX environments
+/// only (§6.5): once the environment is PRODUCTION, an approval by simulation yields no tokens,
+/// even if it was taken while the environment was still SANDBOX.
+pub fn check_redeemable(decision: &Decision, env_type: EnvironmentType) -> Result<(), OAuthError> {
+    let simulated = matches!(
+        decision.channel,
+        DecisionChannel::Sandbox | DecisionChannel::Auto
+    );
+    if simulated && env_type != EnvironmentType::Sandbox {
+        return Err(OAuthError::invalid_grant(
+            "The request was approved by a simulated decision, which is not accepted in a PRODUCTION environment.",
+        ));
+    }
+    Ok(())
+}
+
+/// A refresh token descending from a simulated approval (amr `sim`) is refused once the
+/// environment is PRODUCTION, like the approval itself ([`check_redeemable`]).
+pub fn check_refreshable(amr: &[String], env_type: EnvironmentType) -> Result<(), OAuthError> {
+    if env_type != EnvironmentType::Sandbox && amr.iter().any(|m| m == "sim") {
+        return Err(OAuthError::invalid_grant(
+            "The refresh token stems from a simulated decision, which is not accepted in a PRODUCTION environment.",
+        ));
+    }
+    Ok(())
+}
+
+/// The window of `AbuseLimits::authorization_requests_per_minute`.
+pub const RATE_WINDOW_SECS: i64 = 60;
+
+/// The condition the store evaluates atomically with inserting a CIBA request (in the same
+/// transaction, so concurrent requests on any node cannot overshoot): at most
+/// `max_pending_per_user` pending requests of the user unexpired at `now`, and at most
+/// `max_per_window` requests of the application created after `window_start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbuseGuard {
+    pub max_pending_per_user: Option<i64>,
+    pub max_per_window: Option<i64>,
+    pub window_start: Timestamp,
+    pub now: Timestamp,
+}
+
+/// The guard for a request arriving at `now`; `None` when the environment sets no limit (the
+/// insert is then unconditional and costs no count query).
+pub fn abuse_guard(limits: &AbuseLimits, now: Timestamp) -> Option<AbuseGuard> {
+    if limits.max_pending_requests_per_user.is_none()
+        && limits.authorization_requests_per_minute.is_none()
+    {
+        return None;
+    }
+    Some(AbuseGuard {
+        max_pending_per_user: limits.max_pending_requests_per_user,
+        max_per_window: limits.authorization_requests_per_minute,
+        window_start: now.plus_secs(-RATE_WINDOW_SECS),
+        now,
+    })
+}
+
+/// Which abuse limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbuseLimit {
+    /// `maxPendingRequestsPerUser`.
+    PendingPerUser,
+    /// `authorizationRequestsPerMinute`.
+    RatePerApplication,
+}
+
+impl AbuseLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbuseLimit::PendingPerUser => "maxPendingRequestsPerUser",
+            AbuseLimit::RatePerApplication => "authorizationRequestsPerMinute",
+        }
+    }
+}
+
+/// The 429 answer for a limited request: `temporarily_unavailable` and the `Retry-After`
+/// seconds (whole, at least 1) until `free_at`, when a slot frees up (the user's earliest
+/// pending request expires, or the oldest request in the window leaves it).
+pub fn limited(limit: AbuseLimit, free_at: Timestamp, now: Timestamp) -> (OAuthError, i64) {
+    let wait_ms = (free_at.millis() - now.millis()).max(0);
+    let retry_after = ((wait_ms + 999) / 1000).max(1);
+    let detail = match limit {
+        AbuseLimit::PendingPerUser => {
+            "The user has too many pending authentication requests. Try again later."
+        }
+        AbuseLimit::RatePerApplication => {
+            "The application has started too many authentication requests. Try again later."
+        }
+    };
+    (
+        OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, detail),
+        retry_after,
+    )
 }
 
 pub fn unknown_auth_req_id() -> OAuthError {
@@ -255,6 +374,111 @@ mod tests {
         assert_eq!(
             evaluate_poll(&r, "app", t0.plus_secs(500)),
             PollVerdict::Replay
+        );
+    }
+
+    #[test]
+    fn concurrent_duplicate_of_a_redemption_is_not_a_replay() {
+        let t0 = Timestamp(1_000_000);
+        let mut r = pending(t0);
+        r.status = CibaStatus::Redeemed;
+        r.redeemed_at = Some(t0.plus_millis(40));
+        // Arrived before (or in the very millisecond of) the redemption: in flight with it.
+        for at in [t0, t0.plus_millis(40)] {
+            let v = evaluate_poll(&r, "app", at);
+            assert_eq!(code(&v), Some(OAuthErrorCode::InvalidGrant));
+            assert!(matches!(v, PollVerdict::Refuse { update: None, .. }));
+        }
+        // Arrived after it: a replay, which revokes.
+        assert_eq!(
+            evaluate_poll(&r, "app", t0.plus_millis(41)),
+            PollVerdict::Replay
+        );
+        // Another client's poll is never a replay of the owner's redemption.
+        assert_eq!(
+            code(&evaluate_poll(&r, "other", t0.plus_secs(5))),
+            Some(OAuthErrorCode::InvalidGrant)
+        );
+    }
+
+    #[test]
+    fn simulated_approvals_redeem_only_in_sandbox() {
+        let decision = |channel| Decision {
+            outcome: crate::model::DecisionOutcome::Approve,
+            channel,
+            device_id: None,
+            amr: vec!["sim".into()],
+            evidence: None,
+            decided_at: Timestamp(0),
+        };
+        for ch in [DecisionChannel::Sandbox, DecisionChannel::Auto] {
+            assert_eq!(
+                check_redeemable(&decision(ch), EnvironmentType::Sandbox),
+                Ok(())
+            );
+            let e = check_redeemable(&decision(ch), EnvironmentType::Production).unwrap_err();
+            assert_eq!(e.code, OAuthErrorCode::InvalidGrant);
+            assert!(e.detail.contains("simulated"), "{}", e.detail);
+        }
+        for ch in [
+            DecisionChannel::Device,
+            DecisionChannel::Web,
+            DecisionChannel::Admin,
+        ] {
+            assert_eq!(
+                check_redeemable(&decision(ch), EnvironmentType::Production),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn simulated_refresh_tokens_refresh_only_in_sandbox() {
+        let sim = vec!["sim".to_owned()];
+        let hwk = vec!["mfa".to_owned(), "hwk".to_owned()];
+        assert_eq!(check_refreshable(&sim, EnvironmentType::Sandbox), Ok(()));
+        assert_eq!(
+            check_refreshable(&sim, EnvironmentType::Production)
+                .unwrap_err()
+                .code,
+            OAuthErrorCode::InvalidGrant
+        );
+        assert_eq!(check_refreshable(&hwk, EnvironmentType::Production), Ok(()));
+    }
+
+    #[test]
+    fn abuse_guard_and_retry_after() {
+        let now = Timestamp(1_000_000);
+        let sandbox = AbuseLimits::defaults_for(EnvironmentType::Sandbox);
+        assert_eq!(abuse_guard(&sandbox, now), None);
+        let prod = AbuseLimits::defaults_for(EnvironmentType::Production);
+        let g = abuse_guard(&prod, now).unwrap();
+        assert_eq!(g.max_pending_per_user, Some(5));
+        assert_eq!(g.max_per_window, Some(600));
+        assert_eq!(g.window_start, now.plus_secs(-60));
+        let only_rate = AbuseLimits {
+            max_pending_requests_per_user: None,
+            authorization_requests_per_minute: Some(3),
+        };
+        assert_eq!(
+            abuse_guard(&only_rate, now).unwrap().max_pending_per_user,
+            None
+        );
+
+        let (e, secs) = limited(AbuseLimit::PendingPerUser, now.plus_millis(119_001), now);
+        assert_eq!(e.code, OAuthErrorCode::TemporarilyUnavailable);
+        assert_eq!(e.code.as_str(), "temporarily_unavailable");
+        assert!(!e.code.is_validation());
+        assert_eq!(secs, 120);
+        // Whole seconds, never 0, even when the slot is (about to be) free.
+        assert_eq!(limited(AbuseLimit::RatePerApplication, now, now).1, 1);
+        assert_eq!(
+            limited(AbuseLimit::RatePerApplication, now.plus_millis(1), now).1,
+            1
+        );
+        assert_eq!(
+            limited(AbuseLimit::RatePerApplication, now.plus_secs(60), now).1,
+            60
         );
     }
 

@@ -44,6 +44,9 @@ pub enum OAuthErrorCode {
     UnsupportedTokenType,
     /// The server could not complete the request (storage down); never for bad input.
     ServerError,
+    /// RFC 6749 §4.1.2.1: the server cannot handle the request now; try again later. Used for
+    /// the abuse limits of `/cibaAuthorization` (HTTP 429 with `Retry-After`).
+    TemporarilyUnavailable,
 }
 
 impl OAuthErrorCode {
@@ -69,6 +72,7 @@ impl OAuthErrorCode {
             InsufficientScope => "insufficient_scope",
             UnsupportedTokenType => "unsupported_token_type",
             ServerError => "server_error",
+            TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 

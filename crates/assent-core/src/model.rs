@@ -131,8 +131,36 @@ pub struct Environment {
     pub name: String,
     pub description: Option<String>,
     pub env_type: EnvironmentType,
+    pub abuse_limits: AbuseLimits,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// Per-environment limits on `/cibaAuthorization` against push bombing (spec §9). `None` means
+/// no limit. Enforced by the store atomically with the insert ([`crate::ciba::AbuseGuard`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbuseLimits {
+    /// Pending, unexpired requests one user may have at once.
+    pub max_pending_requests_per_user: Option<i64>,
+    /// Requests one application may start in any 60-second window.
+    pub authorization_requests_per_minute: Option<i64>,
+}
+
+impl AbuseLimits {
+    /// Off in SANDBOX (test suites and load tests create thousands of pending requests for a
+    /// handful of users), on in PRODUCTION.
+    pub fn defaults_for(env_type: EnvironmentType) -> Self {
+        match env_type {
+            EnvironmentType::Sandbox => AbuseLimits {
+                max_pending_requests_per_user: None,
+                authorization_requests_per_minute: None,
+            },
+            EnvironmentType::Production => AbuseLimits {
+                max_pending_requests_per_user: Some(5),
+                authorization_requests_per_minute: Some(600),
+            },
+        }
+    }
 }
 
 /// Per-application CIBA settings (Assent's extension of PingOne's application).
@@ -184,6 +212,9 @@ pub struct Application {
     pub id_token_signing_algorithm: SigningAlgorithm,
     pub access_token_duration_seconds: i64,
     pub refresh_token_duration_seconds: i64,
+    /// Seconds after a refresh token was rotated during which presenting it again rotates it
+    /// once more in the same family instead of revoking the family (0: reuse always revokes).
+    pub refresh_token_reuse_grace_seconds: i64,
     pub ciba: CibaSettings,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -76,38 +76,62 @@ pub async fn decide(
 }
 
 /// SANDBOX users with `autoDecision` answer by themselves after `autoDecisionDelayMs` (§6.5).
+/// The handle lets a caller (tests) await the outcome.
 pub fn schedule_auto_decision(
     state: AppState,
     env_id: String,
     auth_req_id: String,
     outcome: DecisionOutcome,
     delay_ms: i64,
-) {
+) -> tokio::task::JoinHandle<AutoDecisionResult> {
     tokio::spawn(async move {
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0))).await;
         }
-        let input = DecisionInput {
-            outcome,
-            channel: DecisionChannel::Auto,
-            amr: vec!["sim".into()],
-            device_id: None,
-            evidence: None,
-        };
-        // Simulated decisions are SANDBOX-only (§6.5): the environment may have changed type
-        // while the timer ran.
-        match state.store.get_environment(&env_id).await {
-            Ok(env) if env.env_type == assent_core::EnvironmentType::Sandbox => {}
-            _ => {
-                tracing::info!(environment_id = %env_id, "automatic decision skipped: not a SANDBOX environment any more");
-                return;
-            }
+        apply_auto_decision(&state, &env_id, &auth_req_id, outcome).await
+    })
+}
+
+/// What became of an automatic decision when its timer fired.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AutoDecisionResult {
+    Applied,
+    /// The environment is not SANDBOX any more (or is gone): the simulated decision is dropped.
+    NotSandbox,
+    /// Refused (already decided, expired, deleted) or the store failed.
+    NotApplied,
+}
+
+/// Applies an automatic decision now, if its environment is still SANDBOX: simulated decisions
+/// are SANDBOX-only (§6.5) and the environment may have changed type while the timer ran.
+pub async fn apply_auto_decision(
+    state: &AppState,
+    env_id: &str,
+    auth_req_id: &str,
+    outcome: DecisionOutcome,
+) -> AutoDecisionResult {
+    match state.store.get_environment(env_id).await {
+        Ok(env) if env.env_type == assent_core::EnvironmentType::Sandbox => {}
+        _ => {
+            tracing::info!(environment_id = %env_id, "automatic decision skipped: not a SANDBOX environment any more");
+            return AutoDecisionResult::NotSandbox;
         }
-        let now = state.now();
-        if let Err(e) = decide(&state, &env_id, &auth_req_id, input, now).await {
+    }
+    let input = DecisionInput {
+        outcome,
+        channel: DecisionChannel::Auto,
+        amr: vec!["sim".into()],
+        device_id: None,
+        evidence: None,
+    };
+    let now = state.now();
+    match decide(state, env_id, auth_req_id, input, now).await {
+        Ok(()) => AutoDecisionResult::Applied,
+        Err(e) => {
             tracing::info!(environment_id = %env_id, error = %e, "automatic decision not applied");
+            AutoDecisionResult::NotApplied
         }
-    });
+    }
 }
 
 /// After a restart, pending requests of SANDBOX users with `autoDecision` get their decision
@@ -151,13 +175,14 @@ pub async fn resume_auto_decisions(state: &AppState) -> Result<usize, StoreError
                     let due = req
                         .created_at
                         .plus_millis(user.auto_decision_delay_ms.unwrap_or(0));
-                    schedule_auto_decision(
+                    // Detached: the timer runs on its own.
+                    drop(schedule_auto_decision(
                         state.clone(),
                         env.id.clone(),
                         req.auth_req_id.clone(),
                         outcome,
                         (due.millis() - now.millis()).max(0),
-                    );
+                    ));
                     resumed += 1;
                 }
                 match reqs.next {

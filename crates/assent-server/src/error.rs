@@ -22,6 +22,8 @@ pub struct OAuthResponseError {
     pub status: StatusCode,
     /// `WWW-Authenticate` value, when the error demands one.
     pub www_authenticate: Option<String>,
+    /// `Retry-After` seconds (429 answers of the abuse limits).
+    pub retry_after: Option<i64>,
 }
 
 impl OAuthResponseError {
@@ -39,6 +41,15 @@ impl OAuthResponseError {
             error,
             status,
             www_authenticate: www,
+            retry_after: None,
+        }
+    }
+
+    /// HTTP 429 with `Retry-After: <secs>` (RFC 6585 §4).
+    pub fn too_many_requests(error: OAuthError, retry_after_secs: i64) -> Self {
+        OAuthResponseError {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(error).with_status(StatusCode::TOO_MANY_REQUESTS)
         }
     }
 
@@ -59,6 +70,7 @@ impl OAuthResponseError {
             error,
             status,
             www_authenticate: Some(www),
+            retry_after: None,
         }
     }
 }
@@ -111,6 +123,9 @@ impl IntoResponse for OAuthResponseError {
             && let Ok(v) = HeaderValue::from_str(&www)
         {
             headers.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -50,9 +50,8 @@ impl KeyRing {
         }
     }
 
-    /// Generates a key for `alg`, makes it current and retires the previous one of that
-    /// algorithm (kept published for [`ROTATED_KEY_RETENTION_SECS`]).
-    pub async fn rotate(
+    /// Generates a sealed key for `alg` (not yet stored).
+    async fn generate(
         &self,
         env_id: &str,
         alg: SigningAlgorithm,
@@ -68,7 +67,7 @@ impl KeyRing {
         let sealed = self
             .secrets
             .seal(&material.pkcs8_der, &key_aad(env_id, &kid))?;
-        let key = SigningKey {
+        Ok(SigningKey {
             id: kid,
             environment_id: env_id.to_owned(),
             algorithm: alg,
@@ -77,7 +76,18 @@ impl KeyRing {
             current: true,
             created_at: now,
             retire_at: None,
-        };
+        })
+    }
+
+    /// Generates a key for `alg`, makes it current and retires the previous one of that
+    /// algorithm (kept published for [`ROTATED_KEY_RETENTION_SECS`]).
+    pub async fn rotate(
+        &self,
+        env_id: &str,
+        alg: SigningAlgorithm,
+        now: Timestamp,
+    ) -> Result<SigningKey, KeyError> {
+        let key = self.generate(env_id, alg, now).await?;
         self.store
             .insert_signing_key(&key, now.plus_secs(ROTATED_KEY_RETENTION_SECS))
             .await?;
@@ -85,7 +95,9 @@ impl KeyRing {
     }
 
     /// The signer for the environment's current key of `alg`, creating that key the first
-    /// time an algorithm is needed (RS256 exists from the environment's creation).
+    /// time an algorithm is needed (RS256 exists from the environment's creation). The first
+    /// key is stored insert-if-absent: concurrent first uses (on any node) end with one key,
+    /// the losers' generated keys are dropped unused.
     pub async fn signer(
         &self,
         env_id: &str,
@@ -94,7 +106,10 @@ impl KeyRing {
     ) -> Result<Arc<JwsSigner>, KeyError> {
         let key = match self.store.current_signing_key(env_id, alg).await? {
             Some(k) => k,
-            None => self.rotate(env_id, alg, now).await?,
+            None => {
+                let fresh = self.generate(env_id, alg, now).await?;
+                self.store.insert_signing_key_if_absent(&fresh).await?
+            }
         };
         if let Some(s) = self.cached(&key.id) {
             return Ok(s);

@@ -4,7 +4,7 @@
 //! whether it won, so no race between requests or nodes can issue tokens twice.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use assent_core::ciba::PollUpdate;
+use assent_core::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
 use assent_core::{
     AccessTokenRecord, Application, CibaRequest, CibaStatus, Decision, Environment, IssuedTokens,
     ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User,
@@ -57,6 +57,18 @@ pub enum RefreshOutcome {
     Reused,
     /// Unknown, expired, or of another environment.
     Invalid,
+}
+
+/// Outcome of inserting a CIBA request under an [`AbuseGuard`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Stored (durable on return).
+    Inserted,
+    /// Not stored: `limit` is reached; a slot frees up at `free_at`.
+    Limited {
+        limit: AbuseLimit,
+        free_at: Timestamp,
+    },
 }
 
 #[async_trait::async_trait]
@@ -135,10 +147,23 @@ pub trait Store: Send + Sync + 'static {
         env_id: &str,
         alg: SigningAlgorithm,
     ) -> StoreResult<Option<SigningKey>>;
+    /// Atomically: if the environment has no current key of `key.algorithm`, stores `key` as
+    /// the current one. Returns the current key either way (so concurrent first uses of an
+    /// algorithm end with one key, whichever insert won).
+    async fn insert_signing_key_if_absent(&self, key: &SigningKey) -> StoreResult<SigningKey>;
 
     // --- CIBA requests ------------------------------------------------------------------
     /// Durable on return.
     async fn insert_ciba_request(&self, req: &CibaRequest) -> StoreResult<()>;
+    /// Inserts `req` only if `guard` holds, in one transaction with the counts (so a burst on
+    /// any number of nodes cannot overshoot): fewer than `max_pending_per_user` requests of the
+    /// user with status PENDING and `expires_at > now`, and fewer than `max_per_window`
+    /// requests of the application with `created_at > window_start`. Durable on return.
+    async fn insert_ciba_request_guarded(
+        &self,
+        req: &CibaRequest,
+        guard: &AbuseGuard,
+    ) -> StoreResult<Admission>;
     async fn get_ciba_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<CibaRequest>;
     async fn list_ciba_requests(
         &self,
@@ -147,8 +172,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         page: &Page,
     ) -> StoreResult<ListPage<CibaRequest>>;
-    /// Records a poll if `last_polled_at` still equals `update.expected_last_polled_at` and the
-    /// request is still pending. Returns whether it was recorded (false: re-read and re-judge).
+    /// Records a poll if `last_polled_at` and `interval_seconds` still equal
+    /// `update.expected_last_polled_at` and `update.expected_interval_seconds` and the request is
+    /// still pending. Returns whether it was recorded (false: re-read and re-judge).
     async fn record_poll(
         &self,
         env_id: &str,
@@ -164,7 +190,8 @@ pub trait Store: Send + Sync + 'static {
         decision: &Decision,
         now: Timestamp,
     ) -> StoreResult<bool>;
-    /// If the request is APPROVED and `now < expires_at`: marks it REDEEMED and stores the
+    /// If the request is APPROVED and `now < expires_at`: marks it REDEEMED (`redeemed_at =
+    /// now`, the time read just before this call, which tells concurrent polls from replays) and stores the
     /// token records, in one transaction. Returns whether this call redeemed it (exactly one
     /// concurrent caller gets true).
     async fn redeem_ciba_request(
@@ -193,13 +220,17 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &str,
     ) -> StoreResult<Option<RefreshTokenRecord>>;
     /// Atomically: if `token_hash` is current (not rotated, not revoked, `now < expires_at`),
-    /// mark it rotated and insert `new_token` (and `new_access`); if it was already rotated or
-    /// revoked, revoke its family (refresh and access tokens); otherwise `Invalid`.
+    /// mark it rotated and insert `new_token` (and `new_access`). If it was rotated less than
+    /// `reuse_grace_secs` before `now` (and is neither revoked nor expired), insert them too,
+    /// within the same family, keeping the first rotation time (the grace does not slide). If it
+    /// was rotated longer ago, or revoked, revoke its family (refresh and access tokens):
+    /// `Reused`. Otherwise `Invalid`.
     async fn rotate_refresh_token(
         &self,
         env_id: &str,
         token_hash: &str,
         now: Timestamp,
+        reuse_grace_secs: i64,
         new_token: &RefreshTokenRecord,
         new_access: &AccessTokenRecord,
     ) -> StoreResult<RefreshOutcome>;

@@ -26,15 +26,15 @@
 
 use std::sync::Arc;
 
-use assent_core::ciba::PollUpdate;
+use assent_core::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
 use assent_core::{
-    AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaSettings, CibaStatus, Decision,
-    DecisionChannel, DecisionOutcome, DeliveryMode, Environment, EnvironmentType, GrantType,
-    IssuedTokens, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp,
-    TokenEndpointAuthMethod, User, new_id,
+    AbuseLimits, AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaSettings,
+    CibaStatus, Decision, DecisionChannel, DecisionOutcome, DeliveryMode, Environment,
+    EnvironmentType, GrantType, IssuedTokens, Page, RefreshTokenRecord, SigningAlgorithm,
+    SigningKey, Timestamp, TokenEndpointAuthMethod, User, new_id,
 };
 
-use crate::{CibaRequestFilter, RefreshOutcome, Store, StoreError};
+use crate::{Admission, CibaRequestFilter, RefreshOutcome, Store, StoreError};
 
 /// Expands to one `#[tokio::test]` per suite function, each on a fresh store from `$factory`
 /// (an expression whose `.await` yields an `impl Store`). See the module documentation.
@@ -59,7 +59,9 @@ macro_rules! store_test_suite {
             delete_application_cascades,
             signing_key_rotation,
             signing_keys_per_algorithm,
+            signing_key_insert_if_absent,
             ciba_insert_get,
+            ciba_insert_guarded_limits,
             ciba_record_poll_compare_and_set,
             ciba_decide_once,
             ciba_decide_after_expiry,
@@ -71,12 +73,15 @@ macro_rules! store_test_suite {
             revoke_tokens_for_request,
             refresh_rotation_and_reuse,
             refresh_invalid,
+            refresh_reuse_grace,
             revoke_refresh_family,
             use_jti_once,
             purge_expired,
         );
         $crate::store_test_suite!(@shared $factory;
             ciba_redeem_concurrently,
+            ciba_insert_guarded_concurrently,
+            signing_key_insert_if_absent_concurrently,
         );
     };
     (@by_ref $factory:expr; $($name:ident),+ $(,)?) => {
@@ -111,6 +116,7 @@ pub fn environment() -> Environment {
         name: "Test environment".into(),
         description: Some("for the store test suite".into()),
         env_type: EnvironmentType::Sandbox,
+        abuse_limits: AbuseLimits::defaults_for(EnvironmentType::Sandbox),
         created_at: NOW,
         updated_at: NOW,
     }
@@ -132,6 +138,7 @@ pub fn application(env_id: &str) -> Application {
         id_token_signing_algorithm: SigningAlgorithm::RS256,
         access_token_duration_seconds: 3600,
         refresh_token_duration_seconds: 86400,
+        refresh_token_reuse_grace_seconds: 0,
         ciba: CibaSettings::default(),
         created_at: NOW,
         updated_at: NOW,
@@ -309,6 +316,10 @@ pub async fn environments_crud(store: &dyn Store) {
     env.name = "Renamed".into();
     env.description = None;
     env.env_type = EnvironmentType::Production;
+    env.abuse_limits = AbuseLimits {
+        max_pending_requests_per_user: Some(3),
+        authorization_requests_per_minute: None,
+    };
     env.updated_at = NOW.plus_secs(1);
     store.update_environment(&env).await.unwrap();
     assert_eq!(store.get_environment(&env.id).await.unwrap(), env);
@@ -430,6 +441,7 @@ pub async fn applications_crud(store: &dyn Store) {
     app.id_token_signing_algorithm = SigningAlgorithm::EdDSA;
     app.access_token_duration_seconds = 60;
     app.refresh_token_duration_seconds = 120;
+    app.refresh_token_reuse_grace_seconds = 30;
     app.ciba.delivery_mode = DeliveryMode::Ping;
     app.ciba.notification_endpoint = Some("https://client.example/cb".into());
     app.updated_at = NOW.plus_secs(5);
@@ -992,7 +1004,220 @@ pub async fn signing_keys_per_algorithm(store: &dyn Store) {
     );
 }
 
+/// A first use of an algorithm inserts its key only when none is current, and gets the
+/// current key back either way; an existing current key is never displaced.
+pub async fn signing_key_insert_if_absent(store: &dyn Store) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let first = signing_key(&env.id, SigningAlgorithm::ES256, NOW);
+    let got = store.insert_signing_key_if_absent(&first).await.unwrap();
+    assert_eq!(got, first);
+    let second = signing_key(&env.id, SigningAlgorithm::ES256, NOW.plus_secs(1));
+    let got = store.insert_signing_key_if_absent(&second).await.unwrap();
+    assert_eq!(got, first, "the key already current is returned");
+    // Another algorithm is independent.
+    let ed = signing_key(&env.id, SigningAlgorithm::EdDSA, NOW.plus_secs(2));
+    assert_eq!(store.insert_signing_key_if_absent(&ed).await.unwrap(), ed);
+    assert_eq!(
+        store.list_signing_keys(&env.id).await.unwrap(),
+        vec![ed, first.clone()]
+    );
+    assert_eq!(
+        store
+            .current_signing_key(&env.id, SigningAlgorithm::ES256)
+            .await
+            .unwrap(),
+        Some(first)
+    );
+    // Unknown environment.
+    let orphan = signing_key("no-such-env", SigningAlgorithm::ES256, NOW);
+    assert_not_found(store.insert_signing_key_if_absent(&orphan).await);
+}
+
+/// Ten concurrent first uses of one algorithm end with one key, which all of them got.
+pub async fn signing_key_insert_if_absent_concurrently(store: Arc<dyn Store>) {
+    let env = environment();
+    store.create_environment(&env).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let key = signing_key(&env.id, SigningAlgorithm::ES256, NOW);
+            tokio::spawn(async move { store.insert_signing_key_if_absent(&key).await.unwrap() })
+        })
+        .collect();
+    let mut kids = Vec::new();
+    for t in tasks {
+        kids.push(t.await.unwrap().id);
+    }
+    kids.dedup();
+    assert_eq!(kids.len(), 1, "every caller got the same key");
+    let keys = store.list_signing_keys(&env.id).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].id, kids[0]);
+    assert!(keys[0].current);
+}
+
 // --- CIBA requests ----------------------------------------------------------------------------
+
+fn guard(pending: Option<i64>, per_minute: Option<i64>, now: Timestamp) -> AbuseGuard {
+    AbuseGuard {
+        max_pending_per_user: pending,
+        max_per_window: per_minute,
+        window_start: now.plus_secs(-60),
+        now,
+    }
+}
+
+/// The pending cap counts only the user's pending, unexpired requests; the rate counts the
+/// application's requests of the last 60 s; a refused request is not stored.
+pub async fn ciba_insert_guarded_limits(store: &dyn Store) {
+    let s = seed(store).await;
+    let bob = user(&s.env.id, "bob");
+    store.create_user(&bob).await.unwrap();
+    let cap = guard(Some(2), None, NOW);
+    let first = s.request();
+    assert_eq!(
+        store
+            .insert_ciba_request_guarded(&first, &cap)
+            .await
+            .unwrap(),
+        Admission::Inserted
+    );
+    let second = CibaRequest {
+        expires_at: NOW.plus_secs(60),
+        ..s.request()
+    };
+    assert_eq!(
+        store
+            .insert_ciba_request_guarded(&second, &cap)
+            .await
+            .unwrap(),
+        Admission::Inserted
+    );
+    let third = s.request();
+    assert_eq!(
+        store
+            .insert_ciba_request_guarded(&third, &cap)
+            .await
+            .unwrap(),
+        Admission::Limited {
+            limit: AbuseLimit::PendingPerUser,
+            free_at: NOW.plus_secs(60),
+        },
+        "the earliest expiry frees the first slot"
+    );
+    assert_not_found(store.get_ciba_request(&s.env.id, &third.auth_req_id).await);
+    // Another user of the same application is not limited by alice's requests.
+    let for_bob = ciba_request(&s.env.id, &s.app.id, &bob.id);
+    assert_eq!(
+        store
+            .insert_ciba_request_guarded(&for_bob, &cap)
+            .await
+            .unwrap(),
+        Admission::Inserted
+    );
+    // A decided request no longer counts; nor does an expired one.
+    store
+        .decide_ciba_request(
+            &s.env.id,
+            &first.auth_req_id,
+            &decision(DecisionOutcome::Deny),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .insert_ciba_request_guarded(&third, &cap)
+            .await
+            .unwrap(),
+        Admission::Inserted
+    );
+    let later = NOW.plus_secs(60);
+    let fourth = CibaRequest {
+        created_at: later,
+        expires_at: later.plus_secs(120),
+        ..s.request()
+    };
+    assert_eq!(
+        store
+            .insert_ciba_request_guarded(&fourth, &guard(Some(2), None, later))
+            .await
+            .unwrap(),
+        Admission::Inserted,
+        "second expired at `later`"
+    );
+
+    // The rate: four requests of the application so far in [NOW, NOW+60].
+    let other = seed(store).await;
+    let rate = guard(None, Some(2), NOW.plus_secs(10));
+    let a = CibaRequest {
+        created_at: NOW,
+        ..other.request()
+    };
+    let b = CibaRequest {
+        created_at: NOW.plus_secs(5),
+        ..other.request()
+    };
+    assert_eq!(
+        store.insert_ciba_request_guarded(&a, &rate).await.unwrap(),
+        Admission::Inserted
+    );
+    assert_eq!(
+        store.insert_ciba_request_guarded(&b, &rate).await.unwrap(),
+        Admission::Inserted
+    );
+    let c = CibaRequest {
+        created_at: NOW.plus_secs(10),
+        ..other.request()
+    };
+    assert_eq!(
+        store.insert_ciba_request_guarded(&c, &rate).await.unwrap(),
+        Admission::Limited {
+            limit: AbuseLimit::RatePerApplication,
+            free_at: NOW.plus_secs(60),
+        },
+        "the oldest request in the window leaves it first"
+    );
+    // Once the oldest left the window, there is room again.
+    let after = guard(None, Some(2), NOW.plus_secs(60));
+    assert_eq!(
+        store.insert_ciba_request_guarded(&c, &after).await.unwrap(),
+        Admission::Inserted
+    );
+}
+
+/// A burst of concurrent inserts for one user with a cap of 5 leaves exactly 5 pending.
+pub async fn ciba_insert_guarded_concurrently(store: Arc<dyn Store>) {
+    let s = seed(store.as_ref()).await;
+    let cap = guard(Some(5), None, NOW);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let req = s.request();
+            tokio::spawn(
+                async move { store.insert_ciba_request_guarded(&req, &cap).await.unwrap() },
+            )
+        })
+        .collect();
+    let mut inserted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Admission::Inserted => inserted += 1,
+            Admission::Limited { limit, .. } => assert_eq!(limit, AbuseLimit::PendingPerUser),
+        }
+    }
+    assert_eq!(inserted, 5);
+    let filter = CibaRequestFilter {
+        status: Some(CibaStatus::Pending),
+        ..CibaRequestFilter::default()
+    };
+    let list = store
+        .list_ciba_requests(&s.env.id, &filter, NOW, &Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 5);
+}
 
 pub async fn ciba_insert_get(store: &dyn Store) {
     let s = seed(store).await;
@@ -1031,6 +1256,7 @@ pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
 
     let first = PollUpdate {
         expected_last_polled_at: None,
+        expected_interval_seconds: 2,
         last_polled_at: NOW,
         interval_seconds: 2,
     };
@@ -1047,11 +1273,21 @@ pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
 
     let slow = PollUpdate {
         expected_last_polled_at: Some(NOW),
+        expected_interval_seconds: 2,
         last_polled_at: NOW.plus_secs(1),
         interval_seconds: 7,
     };
     assert!(store.record_poll(&s.env.id, id, &slow).await.unwrap());
     assert!(!store.record_poll(&s.env.id, id, &slow).await.unwrap());
+    // Two slow_downs judged in the same millisecond: the second expects the interval the
+    // first one read, loses, and is judged again (so each slow_down lengthens the interval).
+    let same_ms = PollUpdate {
+        expected_last_polled_at: Some(NOW.plus_secs(1)),
+        expected_interval_seconds: 2,
+        last_polled_at: NOW.plus_secs(1),
+        interval_seconds: 7,
+    };
+    assert!(!store.record_poll(&s.env.id, id, &same_ms).await.unwrap());
     let got = store.get_ciba_request(&s.env.id, id).await.unwrap();
     assert_eq!(got.last_polled_at, Some(NOW.plus_secs(1)));
     assert_eq!(got.interval_seconds, 7);
@@ -1060,6 +1296,7 @@ pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
     let other = seed(store).await;
     let next = PollUpdate {
         expected_last_polled_at: Some(NOW.plus_secs(1)),
+        expected_interval_seconds: 7,
         last_polled_at: NOW.plus_secs(10),
         interval_seconds: 7,
     };
@@ -1688,6 +1925,7 @@ pub async fn revoke_tokens_for_request(store: &dyn Store) {
             &s.env.id,
             &first_refresh.token_hash,
             NOW,
+            0,
             &next_refresh,
             &next_access,
         )
@@ -1741,7 +1979,167 @@ pub async fn revoke_tokens_for_request(store: &dyn Store) {
     );
 }
 
+/// Within the reuse grace, a rotated token rotates again in the same family without revoking;
+/// the grace counts from the first rotation; after it (and with no grace) reuse revokes.
+pub async fn refresh_reuse_grace(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let family = new_id();
+    let old = refresh_token(&req, &family);
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(old.clone()),
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    let next = |at: Timestamp| {
+        (
+            RefreshTokenRecord {
+                issued_at: at,
+                ..refresh_token(&req, &family)
+            },
+            AccessTokenRecord {
+                refresh_family_id: Some(family.clone()),
+                auth_req_id: None,
+                ..access_token(&req)
+            },
+        )
+    };
+    let (r1, a1) = next(NOW);
+    let out = store
+        .rotate_refresh_token(&s.env.id, &old.token_hash, NOW, 10, &r1, &a1)
+        .await
+        .unwrap();
+    assert!(matches!(out, RefreshOutcome::Rotated(_)), "{out:?}");
+    // 9.999 s later, inside the 10 s grace: rotated again, both successors valid.
+    let (r2, a2) = next(NOW.plus_millis(9_999));
+    let out = store
+        .rotate_refresh_token(
+            &s.env.id,
+            &old.token_hash,
+            NOW.plus_millis(9_999),
+            10,
+            &r2,
+            &a2,
+        )
+        .await
+        .unwrap();
+    let RefreshOutcome::Rotated(returned) = out else {
+        panic!("expected Rotated within the grace, got {out:?}")
+    };
+    assert_eq!(returned.rotated_at, Some(NOW), "the grace does not slide");
+    for hash in [&r1.token_hash, &r2.token_hash] {
+        let t = store
+            .get_refresh_token(&s.env.id, hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!t.revoked);
+        assert_eq!(t.family_id, family);
+    }
+    assert!(
+        !store
+            .get_access_token(&s.env.id, &a2.jti)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    // At the end of the grace, reuse revokes the family.
+    let (r3, a3) = next(NOW.plus_secs(10));
+    let out = store
+        .rotate_refresh_token(&s.env.id, &old.token_hash, NOW.plus_secs(10), 10, &r3, &a3)
+        .await
+        .unwrap();
+    assert_eq!(out, RefreshOutcome::Reused, "at the end of the grace");
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &r3.token_hash)
+            .await
+            .unwrap(),
+        None
+    );
+    for hash in [&r1.token_hash, &r2.token_hash] {
+        assert!(
+            store
+                .get_refresh_token(&s.env.id, hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
+    }
+    assert!(
+        store
+            .get_access_token(&s.env.id, &a2.jti)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    // A revoked token gets no grace.
+    let (r4, a4) = next(NOW.plus_secs(1));
+    let out = store
+        .rotate_refresh_token(&s.env.id, &r1.token_hash, NOW.plus_secs(1), 60, &r4, &a4)
+        .await
+        .unwrap();
+    assert_eq!(out, RefreshOutcome::Reused);
+}
+
+/// With no grace, even an immediate second presentation revokes the family.
+async fn refresh_reuse_without_grace_revokes(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let family = new_id();
+    let old = refresh_token(&req, &family);
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: Some(old.clone()),
+    };
+    store
+        .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+        .await
+        .unwrap();
+    let new = refresh_token(&req, &family);
+    let access = AccessTokenRecord {
+        refresh_family_id: Some(family.clone()),
+        auth_req_id: None,
+        ..access_token(&req)
+    };
+    let out = store
+        .rotate_refresh_token(&s.env.id, &old.token_hash, NOW, 0, &new, &access)
+        .await
+        .unwrap();
+    assert!(matches!(out, RefreshOutcome::Rotated(_)));
+    let again = refresh_token(&req, &family);
+    let out = store
+        .rotate_refresh_token(
+            &s.env.id,
+            &old.token_hash,
+            NOW,
+            0,
+            &again,
+            &access_token(&req),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, RefreshOutcome::Reused);
+    assert!(
+        store
+            .get_refresh_token(&s.env.id, &new.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
 pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
+    refresh_reuse_without_grace_revokes(store).await;
     let s = seed(store).await;
     let req = s.approved(store).await;
     let family = new_id();
@@ -1768,7 +2166,7 @@ pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
         ..access_token(&req)
     };
     let outcome = store
-        .rotate_refresh_token(&s.env.id, &old.token_hash, at, &new, &new_access)
+        .rotate_refresh_token(&s.env.id, &old.token_hash, at, 0, &new, &new_access)
         .await
         .unwrap();
     let RefreshOutcome::Rotated(returned) = outcome else {
@@ -1808,6 +2206,7 @@ pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
             &s.env.id,
             &old.token_hash,
             at.plus_secs(1),
+            0,
             &thief,
             &thief_access,
         )
@@ -1859,6 +2258,7 @@ pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
             &s.env.id,
             &new.token_hash,
             at.plus_secs(2),
+            0,
             &thief,
             &thief_access,
         )
@@ -1892,14 +2292,21 @@ pub async fn refresh_invalid(store: &dyn Store) {
     let new_access = access_token(&req);
 
     let unknown = store
-        .rotate_refresh_token(&s.env.id, "unknown", NOW, &new, &new_access)
+        .rotate_refresh_token(&s.env.id, "unknown", NOW, 0, &new, &new_access)
         .await
         .unwrap();
     assert_eq!(unknown, RefreshOutcome::Invalid);
 
     let other = seed(store).await;
     let foreign = store
-        .rotate_refresh_token(&other.env.id, &current.token_hash, NOW, &new, &new_access)
+        .rotate_refresh_token(
+            &other.env.id,
+            &current.token_hash,
+            NOW,
+            0,
+            &new,
+            &new_access,
+        )
         .await
         .unwrap();
     assert_eq!(foreign, RefreshOutcome::Invalid);
@@ -1909,6 +2316,7 @@ pub async fn refresh_invalid(store: &dyn Store) {
             &s.env.id,
             &current.token_hash,
             current.expires_at,
+            0,
             &new,
             &new_access,
         )
@@ -2028,6 +2436,7 @@ pub async fn revoke_refresh_family(store: &dyn Store) {
             &s.env.id,
             &refresh.token_hash,
             NOW,
+            0,
             &refresh_token(&req, &family),
             &access_token(&req),
         )

@@ -1,6 +1,6 @@
 //! `POST /{envId}/as/cibaAuthorization` (and `/bc-authorize`): the backchannel authentication
 //! request (CIBA §7, Assent spec §3.2). Validation order: client authentication → application
-//! allowed to use CIBA → parameters → user resolution.
+//! allowed to use CIBA → parameters → user resolution → abuse limits (spec §9).
 
 use assent_core::validate::{
     LoginHint, normalize_phone, parse_acr_values, parse_ciba_scope, parse_login_hint,
@@ -11,7 +11,7 @@ use assent_core::{
     Timestamp, User,
 };
 use assent_crypto::{HmacAlg, SigningAlg};
-use assent_store::StoreError;
+use assent_store::{Admission, StoreError};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
@@ -81,8 +81,29 @@ pub async fn authorize(
         decision: None,
         redeemed_at: None,
     };
-    // Durable before the acknowledgement leaves.
-    state.store.insert_ciba_request(&req).await?;
+    // Durable before the acknowledgement leaves. The abuse limits are checked in the same
+    // transaction as the insert; without limits (SANDBOX default) it is a plain insert.
+    match assent_core::ciba::abuse_guard(&env.abuse_limits, now) {
+        None => state.store.insert_ciba_request(&req).await?,
+        Some(guard) => {
+            if let Admission::Limited { limit, free_at } = state
+                .store
+                .insert_ciba_request_guarded(&req, &guard)
+                .await?
+            {
+                let (error, retry_after) = assent_core::ciba::limited(limit, free_at, now);
+                tracing::warn!(
+                    environment_id = %env.id,
+                    application_id = %app.id,
+                    user_id = %user.id,
+                    limit = limit.as_str(),
+                    retry_after,
+                    "CIBA request refused: abuse limit reached"
+                );
+                return Err(OAuthResponseError::too_many_requests(error, retry_after));
+            }
+        }
+    }
     tracing::info!(
         environment_id = %env.id,
         application_id = %app.id,
@@ -97,13 +118,14 @@ pub async fn authorize(
             assent_core::AutoDecision::Approve => assent_core::DecisionOutcome::Approve,
             assent_core::AutoDecision::Deny => assent_core::DecisionOutcome::Deny,
         };
-        crate::decisions::schedule_auto_decision(
+        // Detached: the timer runs on its own.
+        drop(crate::decisions::schedule_auto_decision(
             state.clone(),
             env.id.clone(),
             req.auth_req_id.clone(),
             outcome,
             user.auto_decision_delay_ms.unwrap_or(0),
-        );
+        ));
     }
     Ok(super::no_store(Json(json!({
         "auth_req_id": req.auth_req_id,

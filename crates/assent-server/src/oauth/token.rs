@@ -1,7 +1,9 @@
 //! `POST /{envId}/as/token`. One handler per grant type behind [`GrantHandler`] (fosite's
 //! shape): adding a grant is adding a handler to [`GRANTS`], not editing a match.
 
-use assent_core::ciba::{PollVerdict, evaluate_poll, unknown_auth_req_id};
+use assent_core::ciba::{
+    PollVerdict, check_redeemable, check_refreshable, evaluate_poll, unknown_auth_req_id,
+};
 use assent_core::validate::plausible_auth_req_id;
 use assent_core::{
     Application, DeliveryMode, GrantType, OAuthError, OAuthErrorCode, Timestamp, User,
@@ -113,8 +115,11 @@ impl GrantHandler for CibaGrant {
             return Err(unknown_auth_req_id().into());
         }
         let env_id = &app.environment_id;
-        // A poll whose bookkeeping lost a race is judged again against the state that won.
-        for _ in 0..4 {
+        // A poll whose bookkeeping lost a race is judged again against the state that won, until
+        // it is recorded: every answered poll counts towards slow_down. This terminates because
+        // each lost compare-and-set means another poll was recorded (or the request left
+        // PENDING, after which no update is asked for).
+        loop {
             let req = match state.store.get_ciba_request(env_id, auth_req_id).await {
                 Ok(r) => r,
                 Err(StoreError::NotFound) => return Err(unknown_auth_req_id().into()),
@@ -156,6 +161,10 @@ impl GrantHandler for CibaGrant {
                     let Some(decision) = &req.decision else {
                         return Err(unknown_auth_req_id().into());
                     };
+                    // Read now, not with the poll: the environment may have left SANDBOX since
+                    // a simulated approval (§6.5).
+                    let env = state.store.get_environment(env_id).await?;
+                    check_redeemable(decision, env.env_type)?;
                     let authn = Authentication {
                         auth_time: decision.decided_at,
                         acr: assent_core::ciba::satisfied_acr(
@@ -170,9 +179,13 @@ impl GrantHandler for CibaGrant {
                         req.has_scope("offline_access") && app.has_grant(GrantType::RefreshToken);
                     let minted =
                         mint(state, app, &user, &scopes, &authn, wants_refresh, None, now).await?;
+                    // The redemption time, read just before the committing write: polls that
+                    // arrived up to this moment were concurrent with this one, later ones are
+                    // replays (evaluate_poll).
+                    let redeemed_at = state.now().max(now);
                     if state
                         .store
-                        .redeem_ciba_request(env_id, auth_req_id, now, &minted.tokens)
+                        .redeem_ciba_request(env_id, auth_req_id, redeemed_at, &minted.tokens)
                         .await?
                     {
                         tracing::info!(
@@ -189,6 +202,9 @@ impl GrantHandler for CibaGrant {
                         Ok(r) if r.status == assent_core::CibaStatus::Redeemed => {
                             return Err(unknown_auth_req_id().into());
                         }
+                        Ok(r) if r.is_expired(redeemed_at) => {
+                            return Err(OAuthError::expired_token().into());
+                        }
                         Ok(_) => continue,
                         Err(StoreError::NotFound) => return Err(unknown_auth_req_id().into()),
                         Err(e) => return Err(e.into()),
@@ -196,7 +212,6 @@ impl GrantHandler for CibaGrant {
                 }
             }
         }
-        Err(OAuthError::authorization_pending().into())
     }
 }
 
@@ -272,6 +287,17 @@ impl GrantHandler for RefreshTokenGrant {
                 .await?;
             return Err(invalid().into());
         };
+        // Tokens of a simulated SANDBOX approval do not outlive a switch to PRODUCTION (§6.5).
+        if old.amr.iter().any(|m| m == "sim") {
+            let env = state.store.get_environment(env_id).await?;
+            if let Err(e) = check_refreshable(&old.amr, env.env_type) {
+                state
+                    .store
+                    .revoke_refresh_family(env_id, &old.family_id)
+                    .await?;
+                return Err(e.into());
+            }
+        }
         let authn = Authentication {
             auth_time: old.auth_time,
             acr: old.acr.clone(),
@@ -294,7 +320,14 @@ impl GrantHandler for RefreshTokenGrant {
         };
         match state
             .store
-            .rotate_refresh_token(env_id, &hash, now, new_refresh, &minted.tokens.access_token)
+            .rotate_refresh_token(
+                env_id,
+                &hash,
+                now,
+                app.refresh_token_reuse_grace_seconds,
+                new_refresh,
+                &minted.tokens.access_token,
+            )
             .await?
         {
             RefreshOutcome::Rotated(_) => Ok(minted.response),

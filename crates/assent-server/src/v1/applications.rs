@@ -63,6 +63,7 @@ pub fn render(app: &Application) -> Value {
         "idTokenSigningAlgorithm": app.id_token_signing_algorithm.as_str(),
         "accessTokenDurationSeconds": app.access_token_duration_seconds,
         "refreshTokenDurationSeconds": app.refresh_token_duration_seconds,
+        "refreshTokenReuseGraceSeconds": app.refresh_token_reuse_grace_seconds,
         "cibaSettings": {
             "deliveryMode": c.delivery_mode.as_str(),
             "notificationEndpoint": c.notification_endpoint,
@@ -92,6 +93,7 @@ const FIELDS: &[&str] = &[
     "idTokenSigningAlgorithm",
     "accessTokenDurationSeconds",
     "refreshTokenDurationSeconds",
+    "refreshTokenReuseGraceSeconds",
     "cibaSettings",
 ];
 const CIBA_FIELDS: &[&str] = &[
@@ -218,6 +220,9 @@ fn apply(state: &AppState, app: &mut Application, body: &Value) -> Result<(), Ap
     }
     if let Some(v) = int_field(obj, "refreshTokenDurationSeconds", 60, 2_147_483_647)?.value() {
         app.refresh_token_duration_seconds = v;
+    }
+    if let Some(v) = int_field(obj, "refreshTokenReuseGraceSeconds", 0, 60)?.value() {
+        app.refresh_token_reuse_grace_seconds = v;
     }
     match obj.get("cibaSettings") {
         None => {}
@@ -394,6 +399,7 @@ fn blank(env_id: &str, now: assent_core::Timestamp) -> Application {
         id_token_signing_algorithm: SigningAlgorithm::RS256,
         access_token_duration_seconds: 3600,
         refresh_token_duration_seconds: 2_592_000,
+        refresh_token_reuse_grace_seconds: 0,
         ciba: CibaSettings::default(),
         created_at: now,
         updated_at: now,

@@ -1,6 +1,6 @@
 //! `/v1/environments` (§5). Creating an environment also creates its RS256 signing key.
 
-use assent_core::{Environment, EnvironmentType, SigningAlgorithm, new_id};
+use assent_core::{AbuseLimits, Environment, EnvironmentType, SigningAlgorithm, new_id};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -8,7 +8,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{
-    ApiJson, ApiQuery, Field, PageQuery, check_text, list_body, require_object, string_field,
+    ApiJson, ApiQuery, Field, PageQuery, check_text, int_field, list_body, require_object,
+    string_field,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,12 +29,74 @@ pub fn render(env: &Environment) -> Value {
         "name": env.name,
         "description": env.description,
         "type": env.env_type.as_str(),
+        "abuseLimits": render_abuse_limits(&env.abuse_limits),
         "createdAt": env.created_at.to_rfc3339(),
         "updatedAt": env.updated_at.to_rfc3339(),
     })
 }
 
-const FIELDS: &[&str] = &["name", "type", "description"];
+const FIELDS: &[&str] = &["name", "type", "description", "abuseLimits"];
+const ABUSE_FIELDS: &[&str] = &[
+    "maxPendingRequestsPerUser",
+    "authorizationRequestsPerMinute",
+];
+/// Upper bound of either abuse limit (a sanity bound; `null` is "no limit").
+const ABUSE_LIMIT_MAX: i64 = 1_000_000;
+
+fn render_abuse_limits(l: &AbuseLimits) -> Value {
+    json!({
+        "maxPendingRequestsPerUser": l.max_pending_requests_per_user,
+        "authorizationRequestsPerMinute": l.authorization_requests_per_minute,
+    })
+}
+
+/// Applies a body's `abuseLimits` to `base` (the current limits, or the defaults of a new
+/// type): absent keeps `base`, `null` gives `defaults`, an object sets the members it gives
+/// (each an integer ≥ 1, or `null` for no limit).
+fn apply_abuse_limits(
+    obj: &serde_json::Map<String, Value>,
+    base: AbuseLimits,
+    defaults: AbuseLimits,
+) -> Result<AbuseLimits, ApiError> {
+    let v = match obj.get("abuseLimits") {
+        None => return Ok(base),
+        Some(Value::Null) => return Ok(defaults),
+        Some(v) => v,
+    };
+    let t = |f: &str| format!("abuseLimits.{f}");
+    let limits = require_object(v, ABUSE_FIELDS).map_err(|mut e| {
+        for d in &mut e.details {
+            d.target = if v.is_object() {
+                t(&d.target)
+            } else {
+                "abuseLimits".to_owned()
+            };
+        }
+        e
+    })?;
+    let member = |name: &str, current: Option<i64>| {
+        int_field(limits, name, 1, ABUSE_LIMIT_MAX)
+            .map(|f| f.merge(current))
+            .map_err(|_| {
+                ApiError::invalid(
+                    &t(name),
+                    format!(
+                        "abuseLimits.{name} must be an integer from 1 to {ABUSE_LIMIT_MAX}, or null for no limit."
+                    ),
+                )
+            })
+    };
+    Ok(AbuseLimits {
+        max_pending_requests_per_user: member(
+            "maxPendingRequestsPerUser",
+            base.max_pending_requests_per_user,
+        )?,
+        authorization_requests_per_minute: member(
+            "authorizationRequestsPerMinute",
+            base.authorization_requests_per_minute,
+        )?,
+    })
+}
 
 fn parse_type(v: &str) -> Result<EnvironmentType, ApiError> {
     EnvironmentType::parse(v)
@@ -62,12 +125,15 @@ async fn create(
     if let Some(d) = &description {
         check_description(d)?;
     }
+    let defaults = AbuseLimits::defaults_for(env_type);
+    let abuse_limits = apply_abuse_limits(obj, defaults, defaults)?;
     let now = state.now();
     let env = Environment {
         id: new_id(),
         name,
         description,
         env_type,
+        abuse_limits,
         created_at: now,
         updated_at: now,
     };
@@ -137,10 +203,22 @@ async fn update(
         Field::Absent => {}
     }
     match string_field(obj, "type")? {
-        Field::Value(t) => env.env_type = parse_type(&t)?,
+        Field::Value(t) => {
+            let new_type = parse_type(&t)?;
+            // A change of type brings the new type's default limits unless the body sets them.
+            if new_type != env.env_type {
+                env.abuse_limits = AbuseLimits::defaults_for(new_type);
+            }
+            env.env_type = new_type;
+        }
         Field::Null => return Err(ApiError::invalid("type", "type cannot be null.")),
         Field::Absent => {}
     }
+    env.abuse_limits = apply_abuse_limits(
+        obj,
+        env.abuse_limits,
+        AbuseLimits::defaults_for(env.env_type),
+    )?;
     if let Field::Value(d) = &string_field(obj, "description")? {
         check_description(d)?;
     }

@@ -2098,3 +2098,200 @@ async fn usernames_and_emails_follow_one_identifier_profile() {
         .await;
     assert_eq!(r.body["count"], 0, "{}", r.text);
 }
+
+// --- issue 6: abuse limits and the refresh reuse grace ---------------------------------------
+
+#[tokio::test]
+async fn environment_abuse_limits_defaults_by_type() {
+    let h = Harness::new().await;
+    let prod = h.create_env("PRODUCTION").await;
+    let sandbox = h.create_env("SANDBOX").await;
+    let get = |id: String| {
+        let h = &h;
+        async move {
+            h.admin(Method::GET, &format!("/v1/environments/{id}"), None)
+                .await
+                .body
+        }
+    };
+    assert_eq!(
+        get(prod.clone()).await["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": 5, "authorizationRequestsPerMinute": 600})
+    );
+    assert_eq!(
+        get(sandbox.clone()).await["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": null, "authorizationRequestsPerMinute": null})
+    );
+    // Rendered in lists too.
+    let r = h.admin(Method::GET, "/v1/environments", None).await;
+    for e in r.body["_embedded"]["environments"].as_array().unwrap() {
+        assert!(e["abuseLimits"].is_object(), "{e}");
+    }
+    // A change of type without abuseLimits applies the new type's defaults…
+    let path = format!("/v1/environments/{sandbox}");
+    let r = h
+        .admin(Method::PATCH, &path, Some(json!({"type": "PRODUCTION"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": 5, "authorizationRequestsPerMinute": 600})
+    );
+    // …a PATCH of other members keeps them…
+    let r = h
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"abuseLimits": {"maxPendingRequestsPerUser": 2}})),
+        )
+        .await;
+    assert_eq!(
+        r.body["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": 2, "authorizationRequestsPerMinute": 600})
+    );
+    let r = h
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"name": "renamed", "type": "PRODUCTION"})),
+        )
+        .await;
+    assert_eq!(r.body["abuseLimits"]["maxPendingRequestsPerUser"], 2);
+    // …and a change of type with abuseLimits starts from the new defaults.
+    let r = h
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"type": "SANDBOX",
+                        "abuseLimits": {"authorizationRequestsPerMinute": 1000}})),
+        )
+        .await;
+    assert_eq!(
+        r.body["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": null, "authorizationRequestsPerMinute": 1000})
+    );
+    // null resets to the type's defaults.
+    let r = h
+        .admin(Method::PATCH, &path, Some(json!({"abuseLimits": null})))
+        .await;
+    assert_eq!(
+        r.body["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": null, "authorizationRequestsPerMinute": null})
+    );
+    assert_eq!(get(sandbox).await["abuseLimits"], r.body["abuseLimits"]);
+    // Set at creation.
+    let r = h
+        .admin(
+            Method::POST,
+            "/v1/environments",
+            Some(json!({"name": "p", "type": "PRODUCTION",
+                        "abuseLimits": {"maxPendingRequestsPerUser": null}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.body["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": null, "authorizationRequestsPerMinute": 600})
+    );
+}
+
+#[tokio::test]
+async fn environment_abuse_limits_validation() {
+    let h = Harness::new().await;
+    let env = h.create_env("PRODUCTION").await;
+    let cases = [
+        (
+            json!({"maxPendingRequestsPerUser": 0}),
+            "abuseLimits.maxPendingRequestsPerUser",
+        ),
+        (
+            json!({"maxPendingRequestsPerUser": -1}),
+            "abuseLimits.maxPendingRequestsPerUser",
+        ),
+        (
+            json!({"maxPendingRequestsPerUser": "5"}),
+            "abuseLimits.maxPendingRequestsPerUser",
+        ),
+        (
+            json!({"maxPendingRequestsPerUser": 1.5}),
+            "abuseLimits.maxPendingRequestsPerUser",
+        ),
+        (
+            json!({"authorizationRequestsPerMinute": 0}),
+            "abuseLimits.authorizationRequestsPerMinute",
+        ),
+        (
+            json!({"authorizationRequestsPerMinute": 10_000_000_000_i64}),
+            "abuseLimits.authorizationRequestsPerMinute",
+        ),
+        (json!({"burst": 3}), "abuseLimits.burst"),
+        (json!(5), "abuseLimits"),
+        (json!([1]), "abuseLimits"),
+    ];
+    for (limits, target) in cases {
+        let r = h
+            .admin(
+                Method::PATCH,
+                &format!("/v1/environments/{env}"),
+                Some(json!({"abuseLimits": limits})),
+            )
+            .await;
+        assert_invalid(&r, target);
+        let r = h
+            .admin(
+                Method::POST,
+                "/v1/environments",
+                Some(json!({"name": "x", "type": "SANDBOX", "abuseLimits": limits})),
+            )
+            .await;
+        assert_invalid(&r, target);
+    }
+    // Nothing changed.
+    let r = h
+        .admin(Method::GET, &format!("/v1/environments/{env}"), None)
+        .await;
+    assert_eq!(
+        r.body["abuseLimits"],
+        json!({"maxPendingRequestsPerUser": 5, "authorizationRequestsPerMinute": 600})
+    );
+}
+
+#[tokio::test]
+async fn application_refresh_token_reuse_grace() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let client = h.create_app(&env, json!({})).await;
+    let path = format!("{}/{}", apps_path(&env), client.id);
+    let r = h.admin(Method::GET, &path, None).await;
+    assert_eq!(r.body["refreshTokenReuseGraceSeconds"], 0);
+    let r = h
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"refreshTokenReuseGraceSeconds": 60})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["refreshTokenReuseGraceSeconds"], 60);
+    for bad in [json!(61), json!(-1), json!("5"), json!(2.5)] {
+        let r = h
+            .admin(
+                Method::PATCH,
+                &path,
+                Some(json!({"refreshTokenReuseGraceSeconds": bad})),
+            )
+            .await;
+        assert_invalid(&r, "refreshTokenReuseGraceSeconds");
+    }
+    let r = h
+        .admin(
+            Method::POST,
+            &apps_path(&env),
+            Some(json!({"name": "x", "refreshTokenReuseGraceSeconds": 5})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["refreshTokenReuseGraceSeconds"], 5);
+    let r = h.admin(Method::GET, &path, None).await;
+    assert_eq!(r.body["refreshTokenReuseGraceSeconds"], 60);
+}

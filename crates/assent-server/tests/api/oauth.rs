@@ -2727,3 +2727,460 @@ async fn login_hint_token_lifetime_is_capped_and_jti_is_single_use() {
         "invalid_request",
     );
 }
+
+// --- issue 6: abuse limits, simulated decisions in PRODUCTION, races -------------------------
+
+/// A PRODUCTION environment with a Basic-auth CIBA app and users "alice" and "bob".
+async fn production(h: &Harness) -> Client {
+    let env = h.create_env("PRODUCTION").await;
+    let client = h.create_app(&env, json!({})).await;
+    h.create_user(&env, json!({"username": "alice"})).await;
+    h.create_user(&env, json!({"username": "bob"})).await;
+    client
+}
+
+async fn start_for(h: &Harness, c: &Client, user: &str) -> Resp {
+    h.ciba(c, &[("scope", "openid"), ("login_hint", user)])
+        .await
+}
+
+fn retry_after(r: &Resp) -> i64 {
+    r.header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After is whole seconds")
+}
+
+/// 429 `temporarily_unavailable` in the endpoint's usual error style, with `Retry-After` ≥ 1.
+fn assert_limited(r: &Resp) {
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable");
+    assert!(retry_after(r) >= 1, "{}", r.text);
+}
+
+#[tokio::test]
+async fn abuse_pending_cap_per_user_is_429_with_retry_after() {
+    let h = Harness::new().await;
+    let c = production(&h).await;
+    for _ in 0..5 {
+        assert_ok(&start_for(&h, &c, "alice").await);
+    }
+    h.clock.advance_secs(30);
+    let r = start_for(&h, &c, "alice").await;
+    assert_limited(&r);
+    // Until the oldest pending request expires: created 30 s ago with a 120 s expiry.
+    assert_eq!(retry_after(&r), 90);
+    assert!(r.description().contains("too many pending"), "{}", r.text);
+    // Nothing was stored for the refused request.
+    let list = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments/{}/cibaRequests?status=PENDING", c.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["count"], 5, "{}", list.text);
+    // Another user is not affected; user resolution comes before the limits.
+    assert_ok(&start_for(&h, &c, "bob").await);
+    assert_validation(&start_for(&h, &c, "nobody").await, "unknown_user_id");
+    // A decided request frees its slot.
+    let id = list.body["_embedded"]["cibaRequests"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = h
+        .admin(
+            Method::DELETE,
+            &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_ok(&start_for(&h, &c, "alice").await);
+    assert_limited(&start_for(&h, &c, "alice").await);
+    // Once the pending ones expire, alice can be asked again.
+    h.clock.advance_secs(90);
+    assert_ok(&start_for(&h, &c, "alice").await);
+}
+
+#[tokio::test]
+async fn abuse_rate_limit_per_application_is_429_until_the_window_moves() {
+    let h = Harness::new().await;
+    let c = production(&h).await;
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}", c.env_id),
+            Some(json!({"abuseLimits": {"maxPendingRequestsPerUser": null,
+                                        "authorizationRequestsPerMinute": 3}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_ok(&start_for(&h, &c, "alice").await);
+    h.clock.advance_secs(10);
+    assert_ok(&start_for(&h, &c, "alice").await);
+    assert_ok(&start_for(&h, &c, "bob").await);
+    h.clock.advance_secs(10);
+    let r = start_for(&h, &c, "bob").await;
+    assert_limited(&r);
+    // The oldest request (20 s ago) leaves the 60 s window in 40 s.
+    assert_eq!(retry_after(&r), 40);
+    assert!(r.description().contains("too many"), "{}", r.text);
+    // The limits come last (spec §3.2 order): bad parameters and unknown users are reported as
+    // such, not as 429.
+    assert_validation(&start_for(&h, &c, "nobody").await, "unknown_user_id");
+    let r = h.ciba(&c, &[("login_hint", "bob")]).await;
+    assert_validation(&r, "invalid_request");
+    // The rate is per application.
+    let other = h.create_app(&c.env_id, json!({})).await;
+    assert_ok(&start_for(&h, &other, "alice").await);
+    h.clock.advance_secs(39);
+    assert_eq!(retry_after(&start_for(&h, &c, "bob").await), 1);
+    h.clock.advance_secs(1);
+    assert_ok(&start_for(&h, &c, "bob").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abuse_pending_cap_holds_under_a_concurrent_burst() {
+    let h = Arc::new(Harness::new().await);
+    let c = production(&h).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (h, c) = (h.clone(), c.clone());
+            tokio::spawn(async move { start_for(&h, &c, "alice").await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == StatusCode::OK {
+            ok += 1;
+        } else {
+            assert_limited(&r);
+        }
+    }
+    assert_eq!(ok, 5);
+    let list = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments/{}/cibaRequests?status=PENDING", c.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["count"], 5, "{}", list.text);
+}
+
+#[tokio::test]
+async fn sandbox_has_no_abuse_limits_by_default() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    for _ in 0..30 {
+        assert_ok(&start_for(&h, &c, "alice").await);
+    }
+    // The same environment as PRODUCTION gets PRODUCTION's defaults.
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}", c.env_id),
+            Some(json!({"type": "PRODUCTION"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_limited(&start_for(&h, &c, "alice").await);
+}
+
+#[tokio::test]
+async fn simulated_approval_yields_no_tokens_once_production() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    approve(&h, &c.env_id, &id).await;
+    let env_path = format!("/v1/environments/{}", c.env_id);
+    let r = h
+        .admin(
+            Method::PATCH,
+            &env_path,
+            Some(json!({"type": "PRODUCTION"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    h.clock.advance_secs(2);
+    let r = h.poll(&c, &id).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert!(r.description().contains("simulated decision"), "{}", r.text);
+    assert!(r.body.get("access_token").is_none());
+    // Nothing was redeemed: still APPROVED, no tokens recorded.
+    let g = h
+        .admin(Method::GET, &format!("{env_path}/cibaRequests/{id}"), None)
+        .await;
+    assert_eq!(g.body["status"], "APPROVED", "{}", g.text);
+
+    // An automatic decision taken while SANDBOX does not survive the switch either.
+    h.create_user(&c.env_id, json!({"username": "robot"})).await;
+    let r = h
+        .admin(Method::PATCH, &env_path, Some(json!({"type": "SANDBOX"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = start_for(&h, &c, "robot").await;
+    assert_ok(&r);
+    let auto_id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        assent_server::decisions::apply_auto_decision(
+            &h.state,
+            &c.env_id,
+            &auto_id,
+            assent_core::DecisionOutcome::Approve
+        )
+        .await,
+        assent_server::decisions::AutoDecisionResult::Applied
+    );
+    let r = h
+        .admin(
+            Method::PATCH,
+            &env_path,
+            Some(json!({"type": "PRODUCTION"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    h.clock.advance_secs(2);
+    let r = h.poll(&c, &auto_id).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert!(r.description().contains("simulated decision"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn refresh_tokens_of_a_simulated_approval_stop_in_production() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let r = refresh(&h, &c, &rt, None).await;
+    assert_ok(&r);
+    let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}", c.env_id),
+            Some(json!({"type": "PRODUCTION"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = refresh(&h, &c, &rt2, None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert!(r.description().contains("simulated decision"), "{}", r.text);
+    assert_eq!(introspect(&h, &c, &rt2).await.body["active"], false);
+}
+
+#[tokio::test]
+async fn an_automatic_decision_due_after_the_switch_to_production_is_dropped() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    // Control: in SANDBOX the scheduled decision applies.
+    let id = h.start(&c, "openid").await;
+    let handle = assent_server::decisions::schedule_auto_decision(
+        h.state.clone(),
+        c.env_id.clone(),
+        id.clone(),
+        assent_core::DecisionOutcome::Approve,
+        0,
+    );
+    assert_eq!(
+        handle.await.unwrap(),
+        assent_server::decisions::AutoDecisionResult::Applied
+    );
+    // Scheduled while SANDBOX, due after the switch: dropped, the request stays pending.
+    let id = h.start(&c, "openid").await;
+    let handle = assent_server::decisions::schedule_auto_decision(
+        h.state.clone(),
+        c.env_id.clone(),
+        id.clone(),
+        assent_core::DecisionOutcome::Approve,
+        2_000,
+    );
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{}", c.env_id),
+            Some(json!({"type": "PRODUCTION"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        handle.await.unwrap(),
+        assent_server::decisions::AutoDecisionResult::NotSandbox
+    );
+    let g = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(g.body["status"], "PENDING", "{}", g.text);
+    assert!(g.body["decision"].is_null(), "{}", g.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicate_polls_do_not_revoke_the_winners_tokens() {
+    let h = Arc::new(Harness::new().await);
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid offline_access").await;
+    approve(&h, &c.env_id, &id).await;
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let (h, c, id) = (h.clone(), c.clone(), id.clone());
+            tokio::spawn(async move { h.poll(&c, &id).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == StatusCode::OK {
+            winners.push(r);
+        } else {
+            assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let at = winners[0].body["access_token"].as_str().unwrap().to_owned();
+    let rt = winners[0].body["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A duplicate that reads the request after the commit but arrived in the same instant as
+    // the redemption (the clock has not moved) is still a concurrent one: nothing is revoked.
+    assert_error(
+        &h.poll(&c, &id).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_eq!(introspect(&h, &c, &at).await.body["active"], true);
+    assert_eq!(introspect(&h, &c, &rt).await.body["active"], true);
+    assert_ok(&userinfo(&h, &c.env_id, &at).await);
+    // A poll arriving after the redemption is a replay: it revokes.
+    h.clock.advance_millis(1);
+    assert_error(
+        &h.poll(&c, &id).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_eq!(introspect(&h, &c, &at).await.body["active"], false);
+    assert_eq!(introspect(&h, &c, &rt).await.body["active"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_concurrent_poll_of_a_pending_request_is_recorded() {
+    let h = Arc::new(Harness::new().await);
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (h, c, id) = (h.clone(), c.clone(), id.clone());
+            tokio::spawn(async move { h.poll(&c, &id).await })
+        })
+        .collect();
+    let (mut pending, mut slow) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.error() {
+            "authorization_pending" => pending += 1,
+            "slow_down" => slow += 1,
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    // All arrived at the same instant: the first is pending, every other one too soon.
+    assert_eq!((pending, slow), (1, 19));
+    let req = h.store.get_ciba_request(&c.env_id, &id).await.unwrap();
+    assert_eq!(req.last_polled_at, Some(h.state.now()));
+    assert_eq!(
+        req.interval_seconds,
+        2 + 5 * 19,
+        "each slow_down lengthened it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_signings_with_a_new_algorithm_create_one_key() {
+    let h = Arc::new(Harness::new().await);
+    let env = h.create_env("SANDBOX").await;
+    let now = h.state.now();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (h, env) = (h.clone(), env.clone());
+            tokio::spawn(async move {
+                h.state
+                    .keys
+                    .signer(&env, assent_core::SigningAlgorithm::ES256, now)
+                    .await
+                    .unwrap()
+                    .kid()
+                    .to_owned()
+            })
+        })
+        .collect();
+    let mut kids = Vec::new();
+    for t in tasks {
+        kids.push(t.await.unwrap());
+    }
+    kids.dedup();
+    assert_eq!(kids.len(), 1, "all signed with one key");
+    let r = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments/{env}/signingKeys"),
+            None,
+        )
+        .await;
+    let es256: Vec<&Value> = r.body["_embedded"]["signingKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["algorithm"] == "ES256")
+        .collect();
+    assert_eq!(es256.len(), 1, "{}", r.text);
+    assert_eq!(es256[0]["id"], kids[0].as_str());
+    assert_eq!(es256[0]["status"], "CURRENT");
+}
+
+#[tokio::test]
+async fn refresh_reuse_within_the_grace_rotates_again_and_after_it_revokes() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    patch_app(&h, &c, json!({"refreshTokenReuseGraceSeconds": 10})).await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_ok(&r);
+    let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    // A retry 9 s later (the client lost the first answer): rotated again, nothing revoked.
+    h.clock.advance_secs(9);
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_ok(&r);
+    let rt3 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let at3 = r.body["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(rt3, rt2);
+    assert_eq!(introspect(&h, &c, &rt2).await.body["active"], true);
+    assert_eq!(introspect(&h, &c, &rt3).await.body["active"], true);
+    assert_ok(&userinfo(&h, &c.env_id, &at3).await);
+    // 10 s after the rotation the grace is over: reuse revokes the whole family.
+    h.clock.advance_secs(1);
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(introspect(&h, &c, &rt2).await.body["active"], false);
+    assert_eq!(introspect(&h, &c, &rt3).await.body["active"], false);
+    assert_eq!(introspect(&h, &c, &at3).await.body["active"], false);
+}
+
+#[tokio::test]
+async fn refresh_reuse_with_no_grace_revokes_at_once() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let t = flow(&h, &c, "openid offline_access").await;
+    let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_ok(&r);
+    let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    // Same instant, default grace 0: reuse.
+    let r = refresh(&h, &c, &rt1, None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(introspect(&h, &c, &rt2).await.body["active"], false);
+}

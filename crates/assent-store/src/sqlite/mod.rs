@@ -19,7 +19,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use assent_core::ciba::{EXPIRED_ANSWERABLE_SECS, PollUpdate};
+use assent_core::ciba::{
+    AbuseGuard, AbuseLimit, EXPIRED_ANSWERABLE_SECS, PollUpdate, RATE_WINDOW_SECS,
+};
 use assent_core::identifier::comparison_key;
 use assent_core::validate::normalize_phone;
 use assent_core::{
@@ -32,7 +34,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
 
 use self::paging::{ListSpec, list_page};
 use self::rows::{opt_to_json, to_json};
-use crate::{CibaRequestFilter, RefreshOutcome, Store, StoreError, StoreResult};
+use crate::{Admission, CibaRequestFilter, RefreshOutcome, Store, StoreError, StoreResult};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Access tokens are kept this long past expiry (introspection of a just-expired token still
@@ -263,6 +265,40 @@ fn stored_status(outcome: DecisionOutcome) -> CibaStatus {
 
 // --- shared writes ----------------------------------------------------------------------------
 
+async fn insert_ciba_request<'e>(
+    executor: impl SqliteExecutor<'e>,
+    req: &CibaRequest,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO ciba_requests (environment_id, auth_req_id, application_id, user_id,
+             scope, binding_message, acr_values, authorization_details, delivery_mode,
+             client_notification_token, created_at, expires_at, interval_seconds,
+             last_polled_at, status, decision, redeemed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&req.environment_id)
+    .bind(&req.auth_req_id)
+    .bind(&req.application_id)
+    .bind(&req.user_id)
+    .bind(&req.scope)
+    .bind(&req.binding_message)
+    .bind(&req.acr_values)
+    .bind(opt_to_json(req.authorization_details.as_ref())?)
+    .bind(req.delivery_mode.as_str())
+    .bind(&req.client_notification_token)
+    .bind(req.created_at.millis())
+    .bind(req.expires_at.millis())
+    .bind(req.interval_seconds)
+    .bind(req.last_polled_at.map(Timestamp::millis))
+    .bind(req.status.as_str())
+    .bind(opt_to_json(req.decision.as_ref())?)
+    .bind(req.redeemed_at.map(Timestamp::millis))
+    .execute(executor)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 async fn insert_access_token<'e>(
     ex: impl SqliteExecutor<'e>,
     t: &AccessTokenRecord,
@@ -372,13 +408,17 @@ impl Store for SqliteStore {
 
     async fn create_environment(&self, env: &Environment) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO environments (id, name, description, env_type, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO environments (id, name, description, env_type,
+                 max_pending_requests_per_user, authorization_requests_per_minute, created_at,
+                 updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&env.id)
         .bind(&env.name)
         .bind(&env.description)
         .bind(env.env_type.as_str())
+        .bind(env.abuse_limits.max_pending_requests_per_user)
+        .bind(env.abuse_limits.authorization_requests_per_minute)
         .bind(env.created_at.millis())
         .bind(env.updated_at.millis())
         .execute(&self.pool)
@@ -412,12 +452,16 @@ impl Store for SqliteStore {
 
     async fn update_environment(&self, env: &Environment) -> StoreResult<()> {
         let result = sqlx::query(
-            "UPDATE environments SET name = ?, description = ?, env_type = ?, updated_at = ?
+            "UPDATE environments SET name = ?, description = ?, env_type = ?,
+                 max_pending_requests_per_user = ?, authorization_requests_per_minute = ?,
+                 updated_at = ?
              WHERE id = ?",
         )
         .bind(&env.name)
         .bind(&env.description)
         .bind(env.env_type.as_str())
+        .bind(env.abuse_limits.max_pending_requests_per_user)
+        .bind(env.abuse_limits.authorization_requests_per_minute)
         .bind(env.updated_at.millis())
         .bind(&env.id)
         .execute(&self.pool)
@@ -443,9 +487,9 @@ impl Store for SqliteStore {
             "INSERT INTO applications (environment_id, id, name, description, enabled, protocol,
                  app_type, grant_types, token_endpoint_auth_method, jwks, jwks_url,
                  id_token_signing_algorithm, access_token_duration_seconds,
-                 refresh_token_duration_seconds, ciba, secret_sealed, secret_updated_at,
-                 created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 refresh_token_duration_seconds, refresh_token_reuse_grace_seconds, ciba,
+                 secret_sealed, secret_updated_at, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&app.environment_id)
         .bind(&app.id)
@@ -461,6 +505,7 @@ impl Store for SqliteStore {
         .bind(app.id_token_signing_algorithm.as_str())
         .bind(app.access_token_duration_seconds)
         .bind(app.refresh_token_duration_seconds)
+        .bind(app.refresh_token_reuse_grace_seconds)
         .bind(to_json(&app.ciba)?)
         .bind(secret_sealed)
         .bind(app.created_at.millis())
@@ -506,7 +551,8 @@ impl Store for SqliteStore {
             "UPDATE applications SET name = ?, description = ?, enabled = ?, protocol = ?,
                  app_type = ?, grant_types = ?, token_endpoint_auth_method = ?, jwks = ?,
                  jwks_url = ?, id_token_signing_algorithm = ?, access_token_duration_seconds = ?,
-                 refresh_token_duration_seconds = ?, ciba = ?, updated_at = ?
+                 refresh_token_duration_seconds = ?, refresh_token_reuse_grace_seconds = ?,
+                 ciba = ?, updated_at = ?
              WHERE environment_id = ? AND id = ?",
         )
         .bind(&app.name)
@@ -521,6 +567,7 @@ impl Store for SqliteStore {
         .bind(app.id_token_signing_algorithm.as_str())
         .bind(app.access_token_duration_seconds)
         .bind(app.refresh_token_duration_seconds)
+        .bind(app.refresh_token_reuse_grace_seconds)
         .bind(to_json(&app.ciba)?)
         .bind(app.updated_at.millis())
         .bind(&app.environment_id)
@@ -778,6 +825,45 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
+    async fn insert_signing_key_if_absent(&self, key: &SigningKey) -> StoreResult<SigningKey> {
+        // IMMEDIATE: the check and the insert hold the write lock together. (PostgreSQL: an
+        // INSERT … ON CONFLICT DO NOTHING on the partial unique index, then a SELECT.)
+        let mut tx = self.begin_write().await?;
+        let current = sqlx::query(
+            "SELECT * FROM signing_keys
+             WHERE environment_id = ? AND algorithm = ? AND is_current = TRUE",
+        )
+        .bind(&key.environment_id)
+        .bind(key.algorithm.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = current {
+            tx.rollback().await.map_err(db_err)?;
+            return rows::signing_key(&row);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (environment_id, id, algorithm, public_jwk,
+                 private_key_sealed, is_current, created_at, retire_at)
+             VALUES (?, ?, ?, ?, ?, TRUE, ?, NULL)",
+        )
+        .bind(&key.environment_id)
+        .bind(&key.id)
+        .bind(key.algorithm.as_str())
+        .bind(to_json(&key.public_jwk)?)
+        .bind(&key.private_key_sealed)
+        .bind(key.created_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(SigningKey {
+            current: true,
+            retire_at: None,
+            ..key.clone()
+        })
+    }
+
     async fn list_signing_keys(&self, env_id: &str) -> StoreResult<Vec<SigningKey>> {
         sqlx::query(
             "SELECT * FROM signing_keys WHERE environment_id = ?
@@ -815,34 +901,61 @@ impl Store for SqliteStore {
 
     async fn insert_ciba_request(&self, req: &CibaRequest) -> StoreResult<()> {
         // Autocommit with synchronous=FULL: durable once this returns.
-        sqlx::query(
-            "INSERT INTO ciba_requests (environment_id, auth_req_id, application_id, user_id,
-                 scope, binding_message, acr_values, authorization_details, delivery_mode,
-                 client_notification_token, created_at, expires_at, interval_seconds,
-                 last_polled_at, status, decision, redeemed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&req.environment_id)
-        .bind(&req.auth_req_id)
-        .bind(&req.application_id)
-        .bind(&req.user_id)
-        .bind(&req.scope)
-        .bind(&req.binding_message)
-        .bind(&req.acr_values)
-        .bind(opt_to_json(req.authorization_details.as_ref())?)
-        .bind(req.delivery_mode.as_str())
-        .bind(&req.client_notification_token)
-        .bind(req.created_at.millis())
-        .bind(req.expires_at.millis())
-        .bind(req.interval_seconds)
-        .bind(req.last_polled_at.map(Timestamp::millis))
-        .bind(req.status.as_str())
-        .bind(opt_to_json(req.decision.as_ref())?)
-        .bind(req.redeemed_at.map(Timestamp::millis))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        insert_ciba_request(&self.pool, req).await
+    }
+
+    async fn insert_ciba_request_guarded(
+        &self,
+        req: &CibaRequest,
+        guard: &AbuseGuard,
+    ) -> StoreResult<Admission> {
+        // IMMEDIATE: no other writer (pool connection or process) can insert between the
+        // counts and the insert, so a burst cannot overshoot the limits.
+        let mut tx = self.begin_write().await?;
+        if let Some(max) = guard.max_pending_per_user {
+            let (count, earliest_expiry): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(expires_at) FROM ciba_requests
+                 WHERE environment_id = ? AND user_id = ? AND status = 'PENDING'
+                   AND expires_at > ?",
+            )
+            .bind(&req.environment_id)
+            .bind(&req.user_id)
+            .bind(guard.now.millis())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if count >= max {
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(Admission::Limited {
+                    limit: AbuseLimit::PendingPerUser,
+                    free_at: Timestamp(earliest_expiry.unwrap_or(guard.now.millis())),
+                });
+            }
+        }
+        if let Some(max) = guard.max_per_window {
+            // The oldest request that keeps the count at `max` leaves the window first.
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_at) FROM ciba_requests
+                 WHERE environment_id = ? AND application_id = ? AND created_at > ?",
+            )
+            .bind(&req.environment_id)
+            .bind(&req.application_id)
+            .bind(guard.window_start.millis())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if count >= max {
+                tx.rollback().await.map_err(db_err)?;
+                let oldest = oldest.unwrap_or(guard.now.millis());
+                return Ok(Admission::Limited {
+                    limit: AbuseLimit::RatePerApplication,
+                    free_at: Timestamp(oldest).plus_secs(RATE_WINDOW_SECS),
+                });
+            }
+        }
+        insert_ciba_request(&mut *tx, req).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Admission::Inserted)
     }
 
     async fn get_ciba_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<CibaRequest> {
@@ -914,13 +1027,14 @@ impl Store for SqliteStore {
         let result = sqlx::query(
             "UPDATE ciba_requests SET last_polled_at = ?, interval_seconds = ?
              WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
-               AND last_polled_at IS ?",
+               AND last_polled_at IS ? AND interval_seconds = ?",
         )
         .bind(update.last_polled_at.millis())
         .bind(update.interval_seconds)
         .bind(env_id)
         .bind(auth_req_id)
         .bind(update.expected_last_polled_at.map(Timestamp::millis))
+        .bind(update.expected_interval_seconds)
         .execute(&self.bookkeeping)
         .await
         .map_err(db_err)?;
@@ -1074,6 +1188,7 @@ impl Store for SqliteStore {
         env_id: &str,
         token_hash: &str,
         now: Timestamp,
+        reuse_grace_secs: i64,
         new_token: &RefreshTokenRecord,
         new_access: &AccessTokenRecord,
     ) -> StoreResult<RefreshOutcome> {
@@ -1097,6 +1212,30 @@ impl Store for SqliteStore {
             insert_access_token(&mut *tx, new_access).await?;
             tx.commit().await.map_err(db_err)?;
             return Ok(RefreshOutcome::Rotated(old));
+        }
+        // Rotated moments ago (within the application's reuse grace): a concurrent or retried
+        // refresh, answered with another rotation in the same family; `rotated_at` keeps the
+        // first rotation, so the grace does not slide.
+        if reuse_grace_secs > 0 {
+            let graced = sqlx::query(
+                "SELECT * FROM refresh_tokens
+                 WHERE environment_id = ? AND token_hash = ? AND rotated_at IS NOT NULL
+                   AND rotated_at > ? AND revoked = FALSE AND expires_at > ?",
+            )
+            .bind(env_id)
+            .bind(token_hash)
+            .bind(now.plus_secs(-reuse_grace_secs).millis())
+            .bind(now.millis())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some(row) = graced {
+                let old = rows::refresh_token(&row)?;
+                insert_refresh_token(&mut *tx, new_token).await?;
+                insert_access_token(&mut *tx, new_access).await?;
+                tx.commit().await.map_err(db_err)?;
+                return Ok(RefreshOutcome::Rotated(old));
+            }
         }
         // Lost: find out whether this is reuse of a rotated (or revoked) token.
         let reused_family: Option<String> = sqlx::query_scalar(

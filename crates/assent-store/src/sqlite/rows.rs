@@ -2,9 +2,9 @@
 //! Anything that does not decode is `StoreError::Corrupt`, naming the column.
 
 use assent_core::{
-    AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaStatus, DeliveryMode,
-    Environment, EnvironmentType, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp,
-    TokenEndpointAuthMethod, User,
+    AbuseLimits, AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaStatus,
+    DeliveryMode, Environment, EnvironmentType, RefreshTokenRecord, SigningAlgorithm, SigningKey,
+    Timestamp, TokenEndpointAuthMethod, User,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,6 +74,10 @@ pub(super) fn environment(row: &SqliteRow) -> StoreResult<Environment> {
         name: get(row, "name")?,
         description: get(row, "description")?,
         env_type: wire(row, "env_type", EnvironmentType::parse)?,
+        abuse_limits: AbuseLimits {
+            max_pending_requests_per_user: get(row, "max_pending_requests_per_user")?,
+            authorization_requests_per_minute: get(row, "authorization_requests_per_minute")?,
+        },
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })
@@ -103,6 +107,7 @@ pub(super) fn application(row: &SqliteRow) -> StoreResult<Application> {
         )?,
         access_token_duration_seconds: get(row, "access_token_duration_seconds")?,
         refresh_token_duration_seconds: get(row, "refresh_token_duration_seconds")?,
+        refresh_token_reuse_grace_seconds: get(row, "refresh_token_reuse_grace_seconds")?,
         ciba: json(row, "ciba")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
