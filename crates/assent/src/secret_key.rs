@@ -430,3 +430,129 @@ async fn rotate(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assent_core::SigningAlgorithm;
+    use assent_store::SqliteStore;
+    use assent_store::testsuite::{NOW, application, environment, signing_key};
+
+    const K1: [u8; 32] = [1; 32];
+    const K2: [u8; 32] = [2; 32];
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("assent-key-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn settings_with(dir: &Path, key: Option<&[u8; 32]>) -> Settings {
+        let args = ServeArgs {
+            secret_key: key.map(hex),
+            ..ServeArgs::default()
+        };
+        Settings::resolve(args, Some(dir.to_path_buf()), None).unwrap()
+    }
+
+    async fn error_of(store: &dyn Store, settings: &Settings) -> String {
+        format!("{:#}", establish(store, settings).await.unwrap_err())
+    }
+
+    /// A database from before key checks: sealed data under K1, no check row.
+    async fn legacy_store(with_secret: bool) -> SqliteStore {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let env = environment();
+        store.create_environment(&env).await.unwrap();
+        let sealer = SecretBox::new(&K1);
+        if with_secret {
+            let app = application(&env.id);
+            let sealed = sealer
+                .seal(b"client secret", &secret_aad(&env.id, &app.id))
+                .unwrap();
+            store.create_application(&app, &sealed).await.unwrap();
+        } else {
+            let mut key = signing_key(&env.id, SigningAlgorithm::ES256, NOW);
+            key.private_key_sealed = sealer.seal(b"pkcs8", &key_aad(&env.id, &key.id)).unwrap();
+            store.insert_signing_key(&key, NOW).await.unwrap();
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_key_checks_is_verified_by_opening_sealed_data() {
+        for with_secret in [true, false] {
+            let store = legacy_store(with_secret).await;
+            let dir = temp_dir(&format!("legacy-{with_secret}"));
+            let err = error_of(&store, &settings_with(&dir, Some(&K2))).await;
+            assert!(err.contains("does not match"), "{err}");
+            assert_eq!(store.get_server_meta(META_KEY_CHECK).await.unwrap(), None);
+            // No key at all: refused, and no key generated for the sealed data.
+            let err = error_of(&store, &settings_with(&dir, None)).await;
+            assert!(err.contains("does not exist"), "{err}");
+            assert!(!dir.join("secret-key").exists());
+            // The right key opens a sealed value: accepted, and the check recorded.
+            let key = establish(&store, &settings_with(&dir, Some(&K1)))
+                .await
+                .unwrap();
+            assert_eq!(key, K1);
+            assert_eq!(
+                store.get_server_meta(META_KEY_CHECK).await.unwrap(),
+                Some(SecretBox::new(&K1).key_check())
+            );
+            let err = error_of(&store, &settings_with(&dir, Some(&K2))).await;
+            assert!(err.contains("does not match"), "{err}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_is_generated_only_for_an_empty_database() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let dir = temp_dir("fresh");
+        let file = dir.join("secret-key");
+        let key = establish(&store, &settings_with(&dir, None)).await.unwrap();
+        assert_eq!(read_key_file(&file).unwrap(), key);
+        let check = store
+            .get_server_meta(META_KEY_CHECK)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(SecretBox::new(&key).matches_key_check(&check));
+        // The next start reads the file.
+        assert_eq!(
+            establish(&store, &settings_with(&dir, None)).await.unwrap(),
+            key
+        );
+        // The file lost: the database has a key check, so no new key is generated.
+        std::fs::remove_file(&file).unwrap();
+        let err = error_of(&store, &settings_with(&dir, None)).await;
+        assert!(
+            err.contains("does not exist") && err.contains("Restore"),
+            "{err}"
+        );
+        assert!(!file.exists());
+        // Another key given directly: refused, naming where it came from.
+        let err = error_of(&store, &settings_with(&dir, Some(&K2))).await;
+        assert!(
+            err.contains("does not match") && err.contains("--secret-key"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_and_a_key_file_together_are_refused() {
+        let dir = temp_dir("both");
+        let args = ServeArgs {
+            secret_key: Some(hex(&K1)),
+            secret_key_file: Some(dir.join("k")),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::resolve(args, Some(dir.clone()), None).unwrap();
+        let err = KeySource::of(&settings).unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
