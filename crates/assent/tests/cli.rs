@@ -406,8 +406,7 @@ fn serve_refused(data_dir: &Path, extra: &[&str]) -> String {
     while !stderr.lock().unwrap().contains("error:") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let text = stderr.lock().unwrap().clone();
-    text
+    stderr.lock().unwrap().clone()
 }
 
 /// The demo flow on a running server: the client authenticates, the request is approved and
