@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// Database: sqlite://<path> (default: <data-dir>/assent.db).
     #[arg(long, env = "ASSENT_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Admin token of the management API [default: read from, or generated into, the admin
+    /// token file]. A value on the command line is visible to other users in `ps`: prefer the
+    /// ASSENT_ADMIN_TOKEN environment variable or --admin-token-file.
+    #[arg(long, env = "ASSENT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// File holding the admin token [default: <data-dir>/admin-token, generated on first start].
     #[arg(long, env = "ASSENT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,

@@ -117,10 +117,15 @@ mod tests {
             Cli::try_parse_from(["assent", "env", "list", "--server", "http://h:1", "--json"])
                 .unwrap();
         assert!(format!("{:?}", cli.command).contains("http://h:1"));
-        assert!(
-            Cli::try_parse_from(["assent", "secret-key", "rotate", "--server", "http://h"])
-                .is_err()
-        );
+        for extra in ["--server", "--admin-token"] {
+            assert!(
+                Cli::try_parse_from(["assent", "secret-key", "rotate", extra, "x"]).is_err(),
+                "secret-key rotate {extra}"
+            );
+        }
+        let token = "t".repeat(20);
+        let cli = Cli::try_parse_from(["assent", "serve", "--admin-token", &token]).unwrap();
+        assert!(format!("{:?}", cli.command).contains(&token));
     }
 
     /// `env delete` takes --env like every other command (the positional id is a hidden alias)

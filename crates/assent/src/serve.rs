@@ -17,8 +17,9 @@ use crate::config::{LogFormat, ServeArgs, Settings};
 /// How often expired rows (jtis, tokens, long-expired requests) are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(args, conn.data_dir.clone(), conn.admin_token.clone())?;
+pub async fn run(conn: &Connection, mut args: ServeArgs) -> anyhow::Result<()> {
+    let admin_token = args.admin_token.take();
+    let settings = Settings::resolve(args, conn.data_dir.clone(), admin_token)?;
     init_tracing(settings.log_format);
 
     if !settings.data_dir.exists() {

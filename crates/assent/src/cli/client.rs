@@ -197,7 +197,7 @@ impl fmt::Debug for Api {
 impl Api {
     pub fn new(conn: &Connection, target: &Target) -> Result<Api> {
         let base = parse_server(&target.server)?;
-        let (token, token_source) = resolve_token(conn.admin_token.as_deref(), &conn.data_dir())?;
+        let (token, token_source) = resolve_token(target.admin_token.as_deref(), &conn.data_dir())?;
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

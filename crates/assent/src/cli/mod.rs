@@ -43,20 +43,10 @@ pub use key::KeyCommand;
 pub use request::RequestCommand;
 pub use user::UserCommand;
 
-/// Where the admin token and data live. Both are `global = true` so they work after any
-/// subcommand; `serve` uses them too.
+/// Where the data lives. `global = true` so it works after any subcommand; `serve`,
+/// `secret-key` and the admin commands (which look for admin-token there) all use it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Connection {
-    /// Admin token; when absent, read from <data-dir>/admin-token (written by `assent serve` on
-    /// first start). A value on the command line is visible to other users in `ps`: prefer the
-    /// ASSENT_ADMIN_TOKEN environment variable, or the token file.
-    #[arg(
-        long,
-        global = true,
-        env = "ASSENT_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
     /// Data directory: where `serve` keeps its database and keys, and where admin commands
     /// look for admin-token when --admin-token is not given [default: ./assent-data].
     #[arg(long = "data-dir", global = true, env = "ASSENT_DATA_DIR")]
@@ -73,10 +63,21 @@ impl Connection {
     }
 }
 
-/// Which server an admin command talks to, and how it prints. Only on admin commands (they
-/// mean nothing to `serve`); `global = true` within them, so they work after the subcommand.
+/// Which server an admin command talks to, with which token, and how it prints. Only on admin
+/// commands (`serve` has its own --admin-token; --server and --json mean nothing there);
+/// `global = true` within them, so they work after the subcommand.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Target {
+    /// Admin token; when absent, read from <data-dir>/admin-token (written by `assent serve` on
+    /// first start). A value on the command line is visible to other users in `ps`: prefer the
+    /// ASSENT_ADMIN_TOKEN environment variable, or the token file.
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
     /// Base URL of a running server.
     #[arg(
         long,
@@ -326,14 +327,14 @@ mod tests {
             &["request", "deny", "--env", "E", "R"],
             &["request", "cancel", "--env", "E", "R"],
             &[
-                "--admin-token",
-                "t",
+                "--data-dir",
+                "/d",
                 "env",
                 "--server",
                 "http://h:1",
+                "--admin-token",
+                "t",
                 "list",
-                "--data-dir",
-                "/d",
             ],
             &[
                 "env",
