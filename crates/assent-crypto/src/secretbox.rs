@@ -1,6 +1,7 @@
 //! AES-256-GCM at-rest encryption.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
 
 use crate::{CryptoError, random_bytes};
@@ -16,7 +17,12 @@ const TAG_LEN: usize = 16;
 /// Random nonces are safe for well under 2^32 messages per key.
 pub struct SecretBox {
     key: Option<LessSafeKey>,
+    /// HMAC-SHA256 under the same key, for [`SecretBox::key_check`] only.
+    check: hmac::Key,
 }
+
+/// The fixed label whose MAC under the at-rest key is the key check.
+const KEY_CHECK_LABEL: &[u8] = b"assent at-rest key check v1";
 
 impl std::fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -29,10 +35,23 @@ impl SecretBox {
     pub fn new(key: &[u8; 32]) -> Self {
         // A 32-byte key is always valid for AES-256-GCM; should the library refuse it
         // anyway, every seal/open reports an internal error instead of panicking.
+        let check = hmac::Key::new(hmac::HMAC_SHA256, key);
         let key = UnboundKey::new(&AES_256_GCM, key)
             .ok()
             .map(LessSafeKey::new);
-        SecretBox { key }
+        SecretBox { key, check }
+    }
+
+    /// A value that identifies this key without revealing it: HMAC-SHA256 of a fixed label
+    /// under the key. A database stores it to tell, at start-up, whether it is given the key
+    /// its data was sealed with.
+    pub fn key_check(&self) -> Vec<u8> {
+        hmac::sign(&self.check, KEY_CHECK_LABEL).as_ref().to_vec()
+    }
+
+    /// Whether `stored` is this key's [`SecretBox::key_check`] (compared in constant time).
+    pub fn matches_key_check(&self, stored: &[u8]) -> bool {
+        hmac::verify(&self.check, KEY_CHECK_LABEL, stored).is_ok()
     }
 
     /// A fresh random 256-bit key from the CSPRNG.
@@ -147,6 +166,21 @@ mod tests {
         for n in 0..sealed.len() {
             assert_eq!(a.open(&sealed[..n], b"").unwrap_err(), CryptoError::Decrypt);
         }
+    }
+
+    #[test]
+    fn key_check_identifies_the_key_without_revealing_it() {
+        let key = SecretBox::generate_key();
+        let a = SecretBox::new(&key);
+        let check = a.key_check();
+        assert_eq!(check.len(), 32);
+        assert_ne!(check.as_slice(), key.as_slice());
+        assert_eq!(SecretBox::new(&key).key_check(), check, "deterministic");
+        assert!(a.matches_key_check(&check));
+        let b = SecretBox::new(&SecretBox::generate_key());
+        assert!(!b.matches_key_check(&check));
+        assert!(!a.matches_key_check(&check[..31]));
+        assert!(!a.matches_key_check(b""));
     }
 
     #[test]

@@ -247,7 +247,23 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let id = correlation::current();
-        tracing::info!(code = self.code.as_str(), message = %self.message, "management API error");
+        // Which fields failed (the details' targets, each cut to 64 characters: an unknown
+        // member's name comes from the request).
+        let fields: Vec<String> = self
+            .details
+            .iter()
+            .map(|d| d.target.chars().take(64).collect())
+            .collect();
+        if fields.is_empty() {
+            tracing::info!(code = self.code.as_str(), message = %self.message, "management API error");
+        } else {
+            tracing::info!(
+                code = self.code.as_str(),
+                fields = %fields.join(","),
+                message = %self.message,
+                "management API error"
+            );
+        }
         let details: Vec<_> = self
             .details
             .iter()

@@ -30,7 +30,7 @@ pub fn crypto_alg(alg: SigningAlgorithm) -> SigningAlg {
 }
 
 /// Associated data binding a sealed private key to its environment and kid.
-fn key_aad(env_id: &str, kid: &str) -> Vec<u8> {
+pub fn key_aad(env_id: &str, kid: &str) -> Vec<u8> {
     format!("signing-key:{env_id}:{kid}").into_bytes()
 }
 

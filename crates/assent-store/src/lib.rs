@@ -71,6 +71,34 @@ pub enum Admission {
     },
 }
 
+/// Name of the [`Store::get_server_meta`] entry holding the at-rest key check.
+pub const META_KEY_CHECK: &str = "at_rest_key_check";
+
+/// What a value sealed under the at-rest key is, which says how it is bound (its AAD).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SealedKind {
+    /// An application's client secret (`id` = application id).
+    ApplicationSecret,
+    /// A signing key's private key (`id` = kid).
+    SigningKey,
+}
+
+/// One value sealed under the at-rest key, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedValue {
+    pub kind: SealedKind,
+    pub environment_id: String,
+    pub id: String,
+    pub sealed: Vec<u8>,
+}
+
+/// A sealed value and what replaces it (the same plaintext sealed under another key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resealed {
+    pub old: SealedValue,
+    pub new_sealed: Vec<u8>,
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip for `/readyz`.
@@ -248,6 +276,20 @@ pub trait Store: Send + Sync + 'static {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<bool>;
+
+    // --- server-wide values and the at-rest key --------------------------------------
+    /// A server-wide value (e.g. [`META_KEY_CHECK`]); `None` if never written.
+    async fn get_server_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Inserts or replaces a server-wide value.
+    async fn put_server_meta(&self, name: &str, value: &[u8]) -> StoreResult<()>;
+    /// Every value sealed under the at-rest key, in every environment (client secrets and
+    /// signing private keys), in a stable order.
+    async fn list_sealed_values(&self) -> StoreResult<Vec<SealedValue>>;
+    /// In ONE transaction: replaces each `old` sealed value by its `new_sealed` and sets the
+    /// server-wide value `meta.0` to `meta.1` (the new key check). Changes nothing and fails
+    /// with `Conflict("sealed values")` unless `resealed` covers exactly the sealed values the
+    /// database holds, each still as `old` says (no value added, changed or missed meanwhile).
+    async fn reseal_all(&self, resealed: &[Resealed], meta: (&str, &[u8])) -> StoreResult<()>;
 
     /// Deletes what is past keeping at `now` (expired jtis, tokens, requests answerable no
     /// longer). Returns rows deleted.

@@ -34,7 +34,10 @@ use assent_core::{
     SigningKey, Timestamp, TokenEndpointAuthMethod, User, new_id,
 };
 
-use crate::{Admission, CibaRequestFilter, RefreshOutcome, Store, StoreError};
+use crate::{
+    Admission, CibaRequestFilter, META_KEY_CHECK, RefreshOutcome, Resealed, SealedKind,
+    SealedValue, Store, StoreError,
+};
 
 /// Expands to one `#[tokio::test]` per suite function, each on a fresh store from `$factory`
 /// (an expression whose `.await` yields an `impl Store`). See the module documentation.
@@ -77,6 +80,8 @@ macro_rules! store_test_suite {
             revoke_refresh_family,
             use_jti_once,
             purge_expired,
+            server_meta_roundtrip,
+            reseal_all_in_one_transaction,
         );
         $crate::store_test_suite!(@shared $factory;
             ciba_redeem_concurrently,
@@ -2616,4 +2621,138 @@ pub async fn purge_expired(store: &dyn Store) {
     );
     assert_eq!(store.list_signing_keys(env).await.unwrap(), vec![current]);
     assert_eq!(store.get_user(env, &s.user.id).await.unwrap(), s.user);
+}
+
+// --- server-wide values and the at-rest key ------------------------------------------------
+
+pub async fn server_meta_roundtrip(store: &dyn Store) {
+    let name = format!("test:{}", new_id());
+    assert_eq!(store.get_server_meta(&name).await.unwrap(), None);
+    store.put_server_meta(&name, b"one").await.unwrap();
+    assert_eq!(
+        store.get_server_meta(&name).await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    store.put_server_meta(&name, b"two").await.unwrap();
+    assert_eq!(
+        store.get_server_meta(&name).await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    // Deleting environments leaves server-wide values alone.
+    let s = seed(store).await;
+    store.delete_environment(&s.env.id).await.unwrap();
+    assert_eq!(
+        store.get_server_meta(&name).await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+}
+
+/// Needs a store of its own: it re-seals every sealed value of the database.
+pub async fn reseal_all_in_one_transaction(store: &dyn Store) {
+    let s = seed(store).await;
+    let key = signing_key(&s.env.id, SigningAlgorithm::ES256, NOW);
+    store.insert_signing_key(&key, NOW).await.unwrap();
+    let other = seed(store).await;
+
+    let listed = store.list_sealed_values().await.unwrap();
+    let secret = SealedValue {
+        kind: SealedKind::ApplicationSecret,
+        environment_id: s.env.id.clone(),
+        id: s.app.id.clone(),
+        sealed: b"sealed".to_vec(),
+    };
+    let private = SealedValue {
+        kind: SealedKind::SigningKey,
+        environment_id: s.env.id.clone(),
+        id: key.id.clone(),
+        sealed: key.private_key_sealed.clone(),
+    };
+    assert!(
+        listed.contains(&secret) && listed.contains(&private),
+        "{listed:?}"
+    );
+    assert_eq!(listed.len(), 3, "{listed:?}");
+
+    let resealed = |values: &[SealedValue]| -> Vec<Resealed> {
+        values
+            .iter()
+            .map(|v| Resealed {
+                old: v.clone(),
+                new_sealed: [b"new:".as_slice(), &v.sealed].concat(),
+            })
+            .collect()
+    };
+    let unchanged = |listed: &Vec<SealedValue>| {
+        let listed = listed.clone();
+        async move {
+            assert_eq!(store.list_sealed_values().await.unwrap(), listed);
+            assert_eq!(store.get_server_meta(META_KEY_CHECK).await.unwrap(), None);
+        }
+    };
+
+    // A value missed (here: the other environment's secret) → nothing changes.
+    let missing: Vec<SealedValue> = listed
+        .iter()
+        .filter(|v| v.environment_id != other.env.id)
+        .cloned()
+        .collect();
+    assert!(matches!(
+        store
+            .reseal_all(&resealed(&missing), (META_KEY_CHECK, b"check"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    unchanged(&listed).await;
+
+    // A value that changed since it was listed → nothing changes, although the others match.
+    let mut stale = listed.clone();
+    stale[0].sealed = b"stale".to_vec();
+    assert!(matches!(
+        store
+            .reseal_all(&resealed(&stale), (META_KEY_CHECK, b"check"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    unchanged(&listed).await;
+
+    // Exactly what the database holds → every value replaced and the check written, together.
+    store
+        .reseal_all(&resealed(&listed), (META_KEY_CHECK, b"check"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_application_secret(&s.env.id, &s.app.id)
+            .await
+            .unwrap(),
+        b"new:sealed"
+    );
+    assert_eq!(
+        store
+            .get_application_secret(&other.env.id, &other.app.id)
+            .await
+            .unwrap(),
+        b"new:sealed"
+    );
+    let stored_key = store
+        .current_signing_key(&s.env.id, SigningAlgorithm::ES256)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_key.private_key_sealed, b"new:\x01\x02\x03\x04");
+    assert_eq!(
+        store
+            .get_server_meta(META_KEY_CHECK)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"check"[..])
+    );
+    // The old list is now stale as a whole.
+    assert!(matches!(
+        store
+            .reseal_all(&resealed(&listed), (META_KEY_CHECK, b"again"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
 }

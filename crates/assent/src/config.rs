@@ -13,8 +13,9 @@ use serde::Deserialize;
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML configuration file (keys: listen, public_url, data_dir, database_url, admin_token,
-    /// admin_token_file, secret_key, allow_private_notification_targets, log_format,
-    /// header_read_timeout, body_read_timeout, idle_timeout, max_connections, shutdown_timeout).
+    /// admin_token_file, secret_key, secret_key_file, allow_private_notification_targets,
+    /// log_format, header_read_timeout, body_read_timeout, idle_timeout, max_connections,
+    /// shutdown_timeout).
     #[arg(long, env = "ASSENT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on: IP:PORT ([::1]:8080 for IPv6) or HOST:PORT [default: 127.0.0.1:8080].
@@ -26,13 +27,23 @@ pub struct ServeArgs {
     /// Database: sqlite://<path> (default: <data-dir>/assent.db).
     #[arg(long, env = "ASSENT_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Admin token of the management API [default: read from, or generated into, the admin
+    /// token file]. A value on the command line is visible to other users in `ps`: prefer the
+    /// ASSENT_ADMIN_TOKEN environment variable or --admin-token-file.
+    #[arg(long, env = "ASSENT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// File holding the admin token [default: <data-dir>/admin-token, generated on first start].
     #[arg(long, env = "ASSENT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Key that encrypts client secrets and private keys at rest: 32 bytes as 64 hex digits or
-    /// base64 [default: <data-dir>/secret-key, generated on first start].
+    /// base64 [default: <data-dir>/secret-key, generated on the first start of an empty data
+    /// dir]. A value on the command line is visible to other users in `ps`: prefer
+    /// --secret-key-file or the ASSENT_SECRET_KEY environment variable.
     #[arg(long, env = "ASSENT_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// File holding the at-rest key (as for --secret-key); an alternative to --secret-key.
+    #[arg(long, env = "ASSENT_SECRET_KEY_FILE", value_name = "PATH")]
+    pub secret_key_file: Option<PathBuf>,
     /// Development and tests only: allow http and loopback/private addresses for outbound
     /// calls (application jwksUrl).
     #[arg(long, env = "ASSENT_ALLOW_PRIVATE_NOTIFICATION_TARGETS")]
@@ -72,6 +83,7 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
     pub allow_private_notification_targets: Option<bool>,
     pub log_format: Option<String>,
     pub header_read_timeout: Option<u64>,
@@ -100,6 +112,7 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub admin_token_file: PathBuf,
     pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
     pub allow_private_notification_targets: bool,
     pub log_format: LogFormat,
     pub demo: bool,
@@ -200,6 +213,7 @@ impl Settings {
             admin_token,
             admin_token_file,
             secret_key: args.secret_key.or(file.secret_key),
+            secret_key_file: args.secret_key_file.or(file.secret_key_file),
             allow_private_notification_targets: args.allow_private_notification_targets
                 || file.allow_private_notification_targets.unwrap_or(false),
             log_format,
@@ -235,23 +249,34 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
 }
 
-/// Parses a 32-byte key given as 64 hex digits or as base64 (standard or URL-safe).
+/// Parses a 32-byte key given as 64 hex digits or as base64 (standard or URL-safe). Errors
+/// say what is wrong in words and never echo the value.
 pub fn parse_secret_key(text: &str) -> anyhow::Result<[u8; 32]> {
     use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
     let text = text.trim();
-    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
-            .context("secret_key must be 32 bytes as 64 hex digits or base64")?
-    };
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("secret_key must be exactly 32 bytes"))
+    let expected = "secret_key must be 32 bytes as 64 hex digits or base64";
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| anyhow::anyhow!("{expected} (not hex)"))?;
+        }
+        return Ok(key);
+    }
+    let chars = text.chars().count();
+    let decoded = [STANDARD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok());
+    match decoded {
+        None => bail!("{expected} (got {chars} characters, which are neither)"),
+        Some(bytes) => bytes.try_into().map_err(|bytes: Vec<u8>| {
+            anyhow::anyhow!(
+                "{expected} (got {chars} characters of base64, which decode to {} bytes)",
+                bytes.len()
+            )
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -366,5 +391,29 @@ mod tests {
         assert_eq!(parse_secret_key(&"ab".repeat(32)).unwrap(), [0xab; 32]);
         assert!(parse_secret_key("short").is_err());
         assert!(parse_secret_key(&"ab".repeat(31)).is_err());
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(parse_secret_key(&b64).unwrap(), [7u8; 32]);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfb; 32]);
+        assert_eq!(parse_secret_key(&url).unwrap(), [0xfb; 32]);
+    }
+
+    /// Malformed keys are explained in words, without the decoder's internals or the value.
+    #[test]
+    fn malformed_secret_keys_are_explained() {
+        let e = parse_secret_key("not-a-key-a").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "secret_key must be 32 bytes as 64 hex digits or base64 (got 11 characters, which are neither)"
+        );
+        assert!(!e.contains("symbol"), "{e}");
+        let e = parse_secret_key("c2hvcnQ=").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "secret_key must be 32 bytes as 64 hex digits or base64 (got 8 characters of base64, which decode to 5 bytes)"
+        );
+        let e = parse_secret_key(&"zz".repeat(32)).unwrap_err().to_string();
+        assert!(e.starts_with("secret_key must be 32 bytes"), "{e}");
+        assert!(!e.contains("zz"), "{e}");
     }
 }

@@ -139,7 +139,7 @@ pub async fn seed(app: Router, state: &AppState) -> anyhow::Result<Seeded> {
             &users_path,
             Some(json!({
                 "username": DEMO_USERNAME, "email": "demo@example.com",
-                "name": {"given": "Dana", "family": "Demo"}, "phoneNumber": "+1 555 010 2030"
+                "name": {"given": "Dana", "family": "Demo"}, "phoneNumber": "+15550102030"
             })),
         )
         .await?;
@@ -158,31 +158,33 @@ pub fn print_walkthrough(s: &Seeded, settings: &Settings) {
     let token_file = settings.admin_token_file.display();
     println!(
         r#"
-Assent demo is ready. In another terminal:
+Assent demo is ready. In another terminal (the ASSENT_* variables are the ones the
+assent CLI reads, so its commands below need no --server, --env or --admin-token):
 
-  export ASSENT="{base}" ENV="{env}" CLIENT_ID="{cid}" CLIENT_SECRET="{secret}"
-  export ADMIN_TOKEN="$(cat {token_file})"
+  export ASSENT_SERVER="{base}" ASSENT_ENV="{env}" CLIENT_ID="{cid}" CLIENT_SECRET="{secret}"
+  export ASSENT_ADMIN_TOKEN="$(cat {token_file})"
 
   # Discovery
-  curl -s "$ASSENT/$ENV/as/.well-known/openid-configuration"
+  curl -s "$ASSENT_SERVER/$ASSENT_ENV/as/.well-known/openid-configuration"
 
   # 1. The relying party asks for {user}'s approval (CIBA backchannel request)
-  AUTH_REQ_ID=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" "$ASSENT/$ENV/as/cibaAuthorization" \
+  AUTH_REQ_ID=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" "$ASSENT_SERVER/$ASSENT_ENV/as/cibaAuthorization" \
       -d 'scope=openid profile email offline_access' -d 'login_hint={user}' \
       --data-urlencode 'binding_message=Pay $5.00 at Pump 4' | sed -E 's/.*"auth_req_id":"([^"]+)".*/\1/')
   echo "$AUTH_REQ_ID"
 
   # 2. It polls: authorization_pending while the user has not decided
-  curl -s -u "$CLIENT_ID:$CLIENT_SECRET" "$ASSENT/$ENV/as/token" \
+  curl -s -u "$CLIENT_ID:$CLIENT_SECRET" "$ASSENT_SERVER/$ASSENT_ENV/as/token" \
       -d 'grant_type=urn:openid:params:grant-type:ciba' -d "auth_req_id=$AUTH_REQ_ID"
 
-  # 3. The user approves (SANDBOX: simulated through the management API or the CLI:
-  #    assent request approve --env "$ENV" "$AUTH_REQ_ID")
-  curl -s -X POST -H "Authorization: Bearer $ADMIN_TOKEN" \
-      "$ASSENT/v1/environments/$ENV/cibaRequests/$AUTH_REQ_ID/approve"
+  # 3. The user approves (SANDBOX: simulated through the CLI:
+  #      assent request approve "$AUTH_REQ_ID"
+  #    or the management API:)
+  curl -s -X POST -H "Authorization: Bearer $ASSENT_ADMIN_TOKEN" \
+      "$ASSENT_SERVER/v1/environments/$ASSENT_ENV/cibaRequests/$AUTH_REQ_ID/approve"
 
   # 4. The next poll (at least 2 s after the previous one) returns the tokens
-  curl -s -u "$CLIENT_ID:$CLIENT_SECRET" "$ASSENT/$ENV/as/token" \
+  curl -s -u "$CLIENT_ID:$CLIENT_SECRET" "$ASSENT_SERVER/$ASSENT_ENV/as/token" \
       -d 'grant_type=urn:openid:params:grant-type:ciba' -d "auth_req_id=$AUTH_REQ_ID"
 "#,
         env = s.env_id,

@@ -13,13 +13,14 @@ use assent_server::{AppState, ServerConfig, SystemClock};
 use assent_store::{SqliteStore, Store};
 
 use crate::cli::Connection;
-use crate::config::{LogFormat, ServeArgs, Settings, parse_secret_key};
+use crate::config::{LogFormat, ServeArgs, Settings};
 
 /// How often expired rows (jtis, tokens, long-expired requests) are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(args, conn.data_dir.clone(), conn.admin_token.clone())?;
+pub async fn run(conn: &Connection, mut args: ServeArgs) -> anyhow::Result<()> {
+    let admin_token = args.admin_token.take();
+    let settings = Settings::resolve(args, conn.data_dir.clone(), admin_token)?;
     init_tracing(settings.log_format);
     // Bind before anything is written: a port in use fails with nothing created.
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
@@ -38,16 +39,14 @@ pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(path = %settings.data_dir.display(), "created the data directory (mode 0700)");
     }
 
-    let secret_key = match &settings.secret_key {
-        Some(text) => parse_secret_key(text)?,
-        None => load_or_create_secret_key(&settings.data_dir.join("secret-key"))?,
-    };
     let admin_token = match &settings.admin_token {
         Some(t) => t.clone(),
         None => load_or_create_admin_token(&settings.admin_token_file)?,
     };
 
     let store: Arc<dyn Store> = open_store(&settings.database_url).await?;
+    // The key the data is sealed with, or a refusal; generated only for an empty database.
+    let secret_key = crate::secret_key::establish(store.as_ref(), &settings).await?;
     let config = ServerConfig {
         public_url: settings.public_url.clone(),
         admin_token,
@@ -92,7 +91,7 @@ pub async fn run(conn: &Connection, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(path) = database_url.strip_prefix("sqlite://") {
         let store = SqliteStore::open(Path::new(path))
             .await
@@ -109,9 +108,7 @@ async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("ASSENT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let (filter, warning) = log_filter(std::env::var("ASSENT_LOG").ok().as_deref());
     // Logs go to stderr; stdout is kept for what a person asked for (the demo walkthrough).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -121,6 +118,28 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),
     };
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The log filter from `ASSENT_LOG`, or the default; an invalid filter falls back to the
+/// default with a warning to log (never silently).
+fn log_filter(value: Option<&str>) -> (tracing_subscriber::EnvFilter, Option<String>) {
+    use tracing_subscriber::EnvFilter;
+    const DEFAULT: &str = "info,sqlx=warn";
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => (EnvFilter::new(DEFAULT), None),
+        Some(v) => match EnvFilter::try_new(v) {
+            Ok(filter) => (filter, None),
+            Err(e) => (
+                EnvFilter::new(DEFAULT),
+                Some(format!(
+                    "ASSENT_LOG={v:?} is not a valid log filter ({e}); logging at the default level, info. Examples: ASSENT_LOG=debug, ASSENT_LOG=info,assent_server=debug"
+                )),
+            ),
+        },
+    }
 }
 
 #[cfg(unix)]
@@ -132,7 +151,7 @@ fn restrict_dir(path: &Path) {
 fn restrict_dir(_path: &Path) {}
 
 /// Writes a new secret file with mode 0600, failing if it already exists.
-fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -146,20 +165,6 @@ fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     Ok(())
-}
-
-fn load_or_create_secret_key(path: &Path) -> anyhow::Result<[u8; 32]> {
-    if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        return parse_secret_key(&text)
-            .with_context(|| format!("invalid key in {}", path.display()));
-    }
-    let key = SecretBox::generate_key();
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    write_secret_file(path, &format!("{hex}\n"))?;
-    tracing::info!(path = %path.display(), "generated the at-rest secret key (back it up: without it client secrets and signing keys cannot be decrypted)");
-    Ok(key)
 }
 
 fn load_or_create_admin_token(path: &Path) -> anyhow::Result<String> {
@@ -212,4 +217,27 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_log_filters_are_reported_not_ignored() {
+        assert!(log_filter(None).1.is_none());
+        assert!(log_filter(Some("debug")).1.is_none());
+        assert!(log_filter(Some("info,assent_server=trace")).1.is_none());
+        let (filter, warning) = log_filter(Some("info,[="));
+        let warning = warning.expect("a warning for an invalid filter");
+        assert!(
+            warning.contains("ASSENT_LOG=\"info,[=\" is not a valid log filter"),
+            "{warning}"
+        );
+        assert!(warning.contains("info"), "{warning}");
+        assert_eq!(
+            filter.max_level_hint(),
+            Some(tracing_subscriber::filter::LevelFilter::INFO)
+        );
+    }
 }

@@ -686,3 +686,293 @@ async fn listen_takes_host_names_and_binds_before_writing_anything() {
     drop(busy);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `assent secret-key …` on a data dir (no server involved).
+fn key_cli(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = command()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `assent serve` expecting it to refuse: returns its stderr once it exits unsuccessfully.
+fn serve_refused(data_dir: &Path, extra: &[&str]) -> String {
+    let mut child = command()
+        .arg("serve")
+        .args(extra)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    drain(child.stderr.take().unwrap(), stderr.clone());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "serve {extra:?} did not refuse to start: {}",
+                stderr.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{extra:?} started");
+    // The drain thread may still be copying the last line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stderr.lock().unwrap().contains("error:") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stderr.lock().unwrap().clone()
+}
+
+/// The demo flow on a running server: the client authenticates, the request is approved and
+/// redeemed, so the client secret opens and a signing key signs the ID token.
+async fn demo_tokens(dir: &Path, server: &Running) {
+    let stdout = server.stdout.lock().unwrap().clone();
+    let env = exported(&stdout, "ENV");
+    let client_id = exported(&stdout, "CLIENT_ID");
+    let secret = exported(&stdout, "CLIENT_SECRET");
+    let http = reqwest::Client::new();
+    let base = &server.base;
+    let ack: Value = http
+        .post(format!("{base}/{env}/as/cibaAuthorization"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("scope", "openid"), ("login_hint", "demo")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = ack["auth_req_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{ack}"))
+        .to_owned();
+    let (ok, _, err) = cli(dir, base, &["request", "approve", "--env", &env, &id]);
+    assert!(ok, "{err}");
+    let tokens: Value = http
+        .post(format!("{base}/{env}/as/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "urn:openid:params:grant-type:ciba"),
+            ("auth_req_id", id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_rest_key_cannot_silently_change_and_rotates() {
+    let dir = temp_dir("atrestkey");
+    let key1 = "11".repeat(32);
+    let key2 = "22".repeat(32);
+
+    // First start with --secret-key: the demo seeds sealed data, no key file is written.
+    let mut server = serve_with(&dir, free_port(), &["--secret-key", &key1]);
+    demo_tokens(&dir, &server).await;
+    sigterm(&mut server.child);
+    let key_file = dir.join("secret-key");
+    assert!(!key_file.exists());
+
+    // Without the key: refused, explained, and no new key generated into the data dir.
+    let err = serve_refused(&dir, &[]);
+    assert!(
+        err.contains("holds data sealed under an at-rest key")
+            && err.contains(&key_file.display().to_string())
+            && err.contains("does not exist")
+            && err.contains("--secret-key-file"),
+        "{err}"
+    );
+    assert!(!key_file.exists(), "a key was generated into existing data");
+    // A wrong key: refused, naming the source.
+    let err = serve_refused(&dir, &["--secret-key", &key2]);
+    assert!(
+        err.contains("does not match") && err.contains("--secret-key"),
+        "{err}"
+    );
+    // A malformed key: what is wrong, in words.
+    let err = serve_refused(&dir, &["--secret-key", "not-a-key-a"]);
+    assert!(
+        err.contains("must be 32 bytes as 64 hex digits or base64 (got 11 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("symbol"), "{err}");
+
+    // `secret-key check` agrees.
+    let (ok, out, err) = key_cli(&dir, &["secret-key", "check", "--secret-key", &key1]);
+    assert!(ok && out.contains("matches"), "{out}{err}");
+    let (ok, _, err) = key_cli(&dir, &["secret-key", "check", "--secret-key", &key2]);
+    assert!(!ok && err.contains("does not match"), "{err}");
+
+    // The right key, from a file: starts.
+    let own_file = dir.join("my-key");
+    std::fs::write(&own_file, format!("{key1}\n")).unwrap();
+    let file_arg = own_file.display().to_string();
+    let mut server = serve_with(&dir, free_port(), &["--secret-key-file", &file_arg]);
+    sigterm(&mut server.child);
+
+    // Rotate (server stopped): the file now holds a new key, the old one is kept aside.
+    let (ok, out, err) = key_cli(
+        &dir,
+        &["secret-key", "rotate", "--secret-key-file", &file_arg],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("Re-sealed 1 client secrets and 1 signing keys"),
+        "{out}"
+    );
+    let new_key = std::fs::read_to_string(&own_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(new_key, key1);
+    assert_eq!(new_key.len(), 64);
+    let old_file = dir.join("my-key.old");
+    assert_eq!(std::fs::read_to_string(&old_file).unwrap().trim(), key1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&own_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // The old key is refused now; the new one starts and everything still opens.
+    let err = serve_refused(&dir, &["--secret-key", &key1]);
+    assert!(err.contains("does not match"), "{err}");
+    let mut server = serve_with(&dir, free_port(), &["--secret-key-file", &file_arg]);
+    demo_tokens(&dir, &server).await;
+    sigterm(&mut server.child);
+    let logs = server.stderr.lock().unwrap().clone();
+    assert!(
+        !logs.contains(&new_key) && !logs.contains(&key1),
+        "a key was logged"
+    );
+
+    // Rotating to a given key: --new-key-file.
+    let given = dir.join("given-key");
+    std::fs::write(&given, format!("{key2}\n")).unwrap();
+    let (ok, out, err) = key_cli(
+        &dir,
+        &[
+            "secret-key",
+            "rotate",
+            "--secret-key-file",
+            &file_arg,
+            "--new-key-file",
+            &given.display().to_string(),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&own_file).unwrap().trim(), key2);
+    let (ok, out, err) = key_cli(&dir, &["secret-key", "check", "--secret-key", &key2]);
+    assert!(ok && out.contains("matches"), "{out}{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The walkthrough exports the CLI's own variables, so its `assent request approve` works as
+/// pasted (no --server, --env or --admin-token); `env delete` needs --yes without a terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn walkthrough_variables_are_the_clis_and_env_delete_needs_yes() {
+    let dir = temp_dir("walkvars");
+    let mut server = serve(&dir, free_port());
+    let stdout = server.stdout.lock().unwrap().clone();
+    assert!(
+        stdout.contains("export ASSENT_SERVER=\"") && stdout.contains("export ASSENT_ADMIN_TOKEN="),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("export ASSENT=") && !stdout.contains("$ADMIN_TOKEN"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("assent request approve \"$AUTH_REQ_ID\""),
+        "{stdout}"
+    );
+    let base = exported(&stdout, "ASSENT_SERVER");
+    assert_eq!(base, server.base);
+    let env = exported(&stdout, "ASSENT_ENV");
+    let client_id = exported(&stdout, "CLIENT_ID");
+    let secret = exported(&stdout, "CLIENT_SECRET");
+    let token = std::fs::read_to_string(dir.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ack: Value = reqwest::Client::new()
+        .post(format!("{base}/{env}/as/cibaAuthorization"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("scope", "openid"), ("login_hint", "demo")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = ack["auth_req_id"].as_str().unwrap().to_owned();
+    // As pasted: only the exported variables, from another directory (no data dir to find).
+    let elsewhere = temp_dir("walkvars-cwd");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = command()
+        .current_dir(&elsewhere)
+        .env("ASSENT_SERVER", &base)
+        .env("ASSENT_ENV", &env)
+        .env("ASSENT_ADMIN_TOKEN", &token)
+        .args(["request", "approve", &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out, err) = cli(&dir, &base, &["request", "show", "--env", &env, &id]);
+    assert!(ok && out.contains("APPROVED"), "{out}{err}");
+
+    // env delete: refused without --yes (stdin is not a terminal), the environment stays.
+    let (ok, _, err) = cli(&dir, &base, &["env", "delete", "--env", &env]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, _, err) = cli(&dir, &base, &["env", "show", &env]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&dir, &base, &["env", "delete", "--env", &env, "--yes"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&dir, &base, &["env", "show", &env]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+
+    // INVALID_DATA log lines name the field that failed.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/environments"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "x", "type": "STAGING"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    sigterm(&mut server.child);
+    let logs = server.stderr.lock().unwrap().clone();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("INVALID_DATA") && l.contains("fields=type")),
+        "{logs}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}

@@ -158,6 +158,17 @@ fn apply(state: &AppState, app: &mut Application, body: &Value) -> Result<(), Ap
                 .as_str()
                 .and_then(GrantType::parse_ci)
                 .ok_or_else(|| ApiError::invalid("grantTypes", "Unknown grant type."))?;
+            // Only grants the token endpoint answers may be enabled; the others would be
+            // accepted here and then refused with unsupported_grant_type.
+            if !matches!(g, GrantType::Ciba | GrantType::RefreshToken) {
+                return Err(ApiError::invalid(
+                    "grantTypes",
+                    format!(
+                        "{} is not available in this version of Assent; use CIBA and REFRESH_TOKEN.",
+                        g.as_str()
+                    ),
+                ));
+            }
             if !grants.contains(&g) {
                 grants.push(g);
             }

@@ -2295,3 +2295,48 @@ async fn application_refresh_token_reuse_grace() {
     let r = h.admin(Method::GET, &path, None).await;
     assert_eq!(r.body["refreshTokenReuseGraceSeconds"], 60);
 }
+
+/// Grants the token endpoint does not answer (it would say unsupported_grant_type) are refused
+/// when an application is created or changed, naming grantTypes; CIBA and REFRESH_TOKEN stay.
+#[tokio::test]
+async fn unavailable_grant_types_are_refused() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let path = apps_path(&env);
+    let ok = h
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({"name": "A", "grantTypes": ["CIBA", "REFRESH_TOKEN"]})),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let app_path = format!("{path}/{}", ok.body["id"].as_str().unwrap());
+    for grant in [
+        "CLIENT_CREDENTIALS",
+        "client_credentials",
+        "AUTHORIZATION_CODE",
+        "IMPLICIT",
+        "DEVICE_CODE",
+    ] {
+        let r = h
+            .admin(
+                Method::POST,
+                &path,
+                Some(json!({"name": "B", "grantTypes": ["CIBA", grant]})),
+            )
+            .await;
+        assert_invalid(&r, "grantTypes");
+        assert!(r.text.contains("not available"), "{grant}: {}", r.text);
+        let r = h
+            .admin(
+                Method::PATCH,
+                &app_path,
+                Some(json!({"grantTypes": [grant]})),
+            )
+            .await;
+        assert_invalid(&r, "grantTypes");
+    }
+    let g = h.admin(Method::GET, &app_path, None).await;
+    assert_eq!(g.body["grantTypes"], json!(["CIBA", "REFRESH_TOKEN"]));
+}

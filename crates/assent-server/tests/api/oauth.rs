@@ -516,7 +516,7 @@ async fn app_without_ciba_grant_is_unauthorized_client_at_both_endpoints() {
     let h = Harness::new().await;
     let (c, _) = h.sandbox().await;
     let id = h.start(&c, "openid").await;
-    patch_app(&h, &c, json!({"grantTypes": ["CLIENT_CREDENTIALS"]})).await;
+    patch_app(&h, &c, json!({"grantTypes": ["REFRESH_TOKEN"]})).await;
     let r = h
         .ciba(&c, &[("scope", "openid"), ("login_hint", "alice")])
         .await;

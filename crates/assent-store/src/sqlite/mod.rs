@@ -34,7 +34,10 @@ use sqlx::{QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
 
 use self::paging::{ListSpec, list_page};
 use self::rows::{opt_to_json, to_json};
-use crate::{Admission, CibaRequestFilter, RefreshOutcome, Store, StoreError, StoreResult};
+use crate::{
+    Admission, CibaRequestFilter, RefreshOutcome, Resealed, SealedKind, SealedValue, Store,
+    StoreError, StoreResult,
+};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Access tokens are kept this long past expiry (introspection of a just-expired token still
@@ -253,6 +256,40 @@ async fn rekey_identifiers(pool: &SqlitePool) -> StoreResult<()> {
 /// `assent_core::identifier`). Callers validate first, so a failure here is a caller's bug.
 fn key(s: &str) -> StoreResult<String> {
     comparison_key(s).map_err(|e| StoreError::Invalid(format!("not a valid identifier: {e}")))
+}
+
+fn sealed_order(v: &SealedValue) -> (u8, &str, &str) {
+    let kind = match v.kind {
+        SealedKind::ApplicationSecret => 0,
+        SealedKind::SigningKey => 1,
+    };
+    (kind, &v.environment_id, &v.id)
+}
+
+/// Every sealed value (client secrets, then signing private keys), ordered by environment and id.
+async fn sealed_values<'e>(db: impl SqliteExecutor<'e>) -> StoreResult<Vec<SealedValue>> {
+    let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT 0, environment_id, id, secret_sealed FROM applications
+         UNION ALL
+         SELECT 1, environment_id, id, private_key_sealed FROM signing_keys
+         ORDER BY 1, 2, 3",
+    )
+    .fetch_all(db)
+    .await
+    .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, environment_id, id, sealed)| SealedValue {
+            kind: if kind == 0 {
+                SealedKind::ApplicationSecret
+            } else {
+                SealedKind::SigningKey
+            },
+            environment_id,
+            id,
+            sealed,
+        })
+        .collect())
 }
 
 fn stored_status(outcome: DecisionOutcome) -> CibaStatus {
@@ -1296,6 +1333,79 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(result.rows_affected() == 1)
+    }
+
+    // --- server-wide values and the at-rest key --------------------------------------
+
+    async fn get_server_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT value FROM server_meta WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn put_server_meta(&self, name: &str, value: &[u8]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO server_meta (name, value) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_sealed_values(&self) -> StoreResult<Vec<SealedValue>> {
+        sealed_values(&self.pool).await
+    }
+
+    async fn reseal_all(&self, resealed: &[Resealed], meta: (&str, &[u8])) -> StoreResult<()> {
+        let conflict = || StoreError::Conflict("sealed values".into());
+        let mut tx = self.begin_write().await?;
+        // The write lock is held: what is read here is what the updates below replace.
+        let mut current = sealed_values(&mut *tx).await?;
+        let mut given: Vec<&SealedValue> = resealed.iter().map(|r| &r.old).collect();
+        current.sort_by(|a, b| sealed_order(a).cmp(&sealed_order(b)));
+        given.sort_by(|a, b| sealed_order(a).cmp(&sealed_order(b)));
+        if current.len() != given.len() || current.iter().zip(&given).any(|(c, g)| c != *g) {
+            return Err(conflict());
+        }
+        for r in resealed {
+            let sql = match r.old.kind {
+                SealedKind::ApplicationSecret => {
+                    "UPDATE applications SET secret_sealed = ?
+                     WHERE environment_id = ? AND id = ? AND secret_sealed = ?"
+                }
+                SealedKind::SigningKey => {
+                    "UPDATE signing_keys SET private_key_sealed = ?
+                     WHERE environment_id = ? AND id = ? AND private_key_sealed = ?"
+                }
+            };
+            let result = sqlx::query(sql)
+                .bind(&r.new_sealed)
+                .bind(&r.old.environment_id)
+                .bind(&r.old.id)
+                .bind(&r.old.sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if result.rows_affected() != 1 {
+                return Err(conflict());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO server_meta (name, value) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(meta.0)
+        .bind(meta.1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {

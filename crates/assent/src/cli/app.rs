@@ -46,11 +46,14 @@ wire_enum! {
 pub struct CreateArgs {
     #[command(flatten)]
     env: EnvArg,
+    /// Display name of the application.
     #[arg(long)]
     name: String,
+    /// Free-text description.
     #[arg(long)]
     description: Option<String>,
-    /// Comma-separated grant types.
+    /// Comma-separated grant types: CIBA and REFRESH_TOKEN (CLIENT_CREDENTIALS,
+    /// AUTHORIZATION_CODE, IMPLICIT and DEVICE_CODE are not yet supported and are refused).
     #[arg(
         long,
         value_enum,
@@ -59,7 +62,8 @@ pub struct CreateArgs {
         default_value = "CIBA"
     )]
     grant_types: Vec<GrantType>,
-    /// Token endpoint authentication method.
+    /// Token endpoint authentication method (NONE is refused with the CIBA grant: CIBA
+    /// clients must authenticate).
     #[arg(
         long,
         value_enum,
@@ -67,10 +71,11 @@ pub struct CreateArgs {
         default_value = "CLIENT_SECRET_BASIC"
     )]
     auth_method: AuthMethod,
-    /// CIBA token delivery mode (server default POLL).
+    /// CIBA token delivery mode: POLL (the server default). PING and PUSH are not yet
+    /// supported and are refused.
     #[arg(long, value_enum, ignore_case = true)]
     delivery_mode: Option<DeliveryMode>,
-    /// Client notification endpoint (PING and PUSH).
+    /// Client notification endpoint (for PING and PUSH, not yet supported).
     #[arg(long, value_name = "URL")]
     notification_endpoint: Option<String>,
     /// File holding the client's JWK set (for PRIVATE_KEY_JWT and signed requests).
@@ -82,11 +87,14 @@ pub struct CreateArgs {
     /// ID token signing algorithm (server default RS256).
     #[arg(long, value_enum, ignore_case = true)]
     id_token_alg: Option<Alg>,
-    /// Algorithm the client's signed authentication requests must use.
+    /// Algorithm the client's signed authentication requests must use (signed requests are
+    /// not yet supported: any value is refused).
     #[arg(long, value_enum, ignore_case = true)]
     request_signing_alg: Option<Alg>,
+    /// Lifetime of the access tokens issued to this application (server default 3600).
     #[arg(long, value_name = "SECONDS")]
     access_token_duration: Option<u64>,
+    /// Lifetime of its refresh tokens, rolling: each refresh starts it again.
     #[arg(long, value_name = "SECONDS")]
     refresh_token_duration: Option<u64>,
     /// Default lifetime of a CIBA request.
@@ -95,7 +103,8 @@ pub struct CreateArgs {
     /// Minimum interval between token polls.
     #[arg(long, value_name = "SECONDS")]
     polling_interval: Option<u64>,
-    /// How long a token poll may be held open waiting for a decision (0: no long polling).
+    /// How long a token poll may be held open waiting for a decision. Long polling is not yet
+    /// supported: only 0 is accepted.
     #[arg(long, value_name = "SECONDS")]
     long_poll: Option<u64>,
     /// Create the application disabled.
@@ -118,6 +127,7 @@ pub enum AppCommand {
     Show {
         #[command(flatten)]
         env: EnvArg,
+        /// Application id (its client_id).
         #[arg(value_name = "APP_ID")]
         id: String,
     },
@@ -125,6 +135,7 @@ pub enum AppCommand {
     Secret {
         #[command(flatten)]
         env: EnvArg,
+        /// Application id (its client_id).
         #[arg(value_name = "APP_ID")]
         id: String,
     },
@@ -132,13 +143,33 @@ pub enum AppCommand {
     RotateSecret {
         #[command(flatten)]
         env: EnvArg,
+        /// Application id (its client_id).
         #[arg(value_name = "APP_ID")]
         id: String,
+    },
+    /// Change an application's name, description or ID token signing algorithm
+    Update {
+        #[command(flatten)]
+        env: EnvArg,
+        /// Application id (its client_id).
+        #[arg(value_name = "APP_ID")]
+        id: String,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Algorithm of the ID tokens issued to it from now on (the environment's current key
+        /// of that algorithm signs them; one is created if there is none).
+        #[arg(long, value_enum, ignore_case = true)]
+        id_token_alg: Option<Alg>,
     },
     /// Delete an application
     Delete {
         #[command(flatten)]
         env: EnvArg,
+        /// Application id (its client_id).
         #[arg(value_name = "APP_ID")]
         id: String,
     },
@@ -188,6 +219,38 @@ pub async fn run(api: &Api, cmd: AppCommand) -> Result<()> {
             let secret = secret_of(&body)?;
             note("Secret rotated; the previous secret no longer works.");
             print_secret(api, &secret)
+        }
+        AppCommand::Update {
+            env,
+            id,
+            name,
+            description,
+            id_token_alg,
+        } => {
+            let mut body = Map::new();
+            if let Some(n) = name {
+                body.insert("name".into(), json!(n));
+            }
+            if let Some(d) = description {
+                body.insert("description".into(), json!(d));
+            }
+            if let Some(alg) = id_token_alg {
+                body.insert("idTokenSigningAlgorithm".into(), json!(alg.as_str()));
+            }
+            if body.is_empty() {
+                anyhow::bail!(
+                    "nothing to change: give --name, --description and/or --id-token-alg"
+                );
+            }
+            let url = api.url(&["environments", &env.env, "applications", &id])?;
+            let app = api
+                .send(reqwest::Method::PATCH, url, Some(&Value::Object(body)))
+                .await?
+                .unwrap_or(Value::Null);
+            if api.json {
+                return print_json(&app);
+            }
+            out(&describe(&app, None))
         }
         AppCommand::Delete { env, id } => {
             api.delete(api.url(&["environments", &env.env, "applications", &id])?)

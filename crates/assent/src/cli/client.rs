@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Connection;
+use super::{Connection, Target};
 
 /// Every request gives up after this long.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -195,9 +195,9 @@ impl fmt::Debug for Api {
 }
 
 impl Api {
-    pub fn new(conn: &Connection) -> Result<Api> {
-        let base = parse_server(&conn.server)?;
-        let (token, token_source) = resolve_token(conn.admin_token.as_deref(), &conn.data_dir())?;
+    pub fn new(conn: &Connection, target: &Target) -> Result<Api> {
+        let base = parse_server(&target.server)?;
+        let (token, token_source) = resolve_token(target.admin_token.as_deref(), &conn.data_dir())?;
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -209,7 +209,7 @@ impl Api {
             base,
             token,
             token_source,
-            json: conn.json,
+            json: target.json,
         })
     }
 

@@ -16,11 +16,13 @@ wire_enum! {
 pub enum EnvCommand {
     /// Create an environment (prints its id)
     Create {
+        /// Display name of the environment.
         #[arg(long)]
         name: String,
         /// SANDBOX allows simulated decisions; PRODUCTION does not.
         #[arg(long = "type", value_enum, ignore_case = true)]
         env_type: EnvType,
+        /// Free-text description.
         #[arg(long)]
         description: Option<String>,
     },
@@ -31,22 +33,39 @@ pub enum EnvCommand {
     },
     /// Show one environment
     Show {
+        /// Environment id.
         #[arg(value_name = "ENV_ID")]
         id: String,
     },
     /// Change an environment's name or description
     Update {
+        /// Environment id.
         #[arg(value_name = "ENV_ID")]
         id: String,
+        /// New display name.
         #[arg(long)]
         name: Option<String>,
+        /// New description.
         #[arg(long)]
         description: Option<String>,
     },
-    /// Delete an environment and everything in it
+    /// Delete an environment and everything in it (applications, users, keys, requests,
+    /// tokens); asks first, or needs --yes when not run from a terminal
     Delete {
-        #[arg(value_name = "ENV_ID")]
-        id: String,
+        /// Environment to delete.
+        #[arg(
+            long = "env",
+            value_name = "ENV_ID",
+            required_unless_present = "id",
+            conflicts_with = "id"
+        )]
+        env: Option<String>,
+        /// The environment id as a positional argument (older form of --env).
+        #[arg(value_name = "ENV_ID", hide = true)]
+        id: Option<String>,
+        /// Delete without asking.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -121,12 +140,35 @@ pub async fn run(api: &Api, cmd: EnvCommand) -> Result<()> {
                 .unwrap_or(Value::Null);
             show(api, &env)
         }
-        EnvCommand::Delete { id } => {
+        EnvCommand::Delete { env, id, yes } => {
+            let id = env.or(id).unwrap_or_default();
+            if !yes && !confirm_delete(&id)? {
+                bail!("environment {id} was not deleted");
+            }
             api.delete(api.url(&["environments", &id])?).await?;
             note(&format!("Deleted environment {id}."));
             Ok(())
         }
     }
+}
+
+/// Asks on the terminal; without one (a script, a pipe) refuses and points to --yes.
+fn confirm_delete(id: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "deleting environment {id} deletes every application, user, signing key and request in it; \
+             add --yes to confirm (standard input is not a terminal, so there is no prompt)"
+        );
+    }
+    eprint!(
+        "Delete environment {id} and every application, user, signing key and request in it? Type yes to confirm: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }
 
 fn show(api: &Api, env: &Value) -> Result<()> {

@@ -15,10 +15,13 @@ pub enum KeyCommand {
         #[command(flatten)]
         env: EnvArg,
     },
-    /// Make a new current signing key; the previous one stays published for a while
+    /// Make a new current signing key for one algorithm; the previous key of that algorithm
+    /// stays published for a while. Each application's ID tokens use its own algorithm
+    /// (`assent app update --id-token-alg`), so only applications of this algorithm change key
     Rotate {
         #[command(flatten)]
         env: EnvArg,
+        /// Which algorithm's key to replace (keys are current per algorithm).
         #[arg(long, value_enum, ignore_case = true, default_value = "RS256")]
         algorithm: Alg,
     },
@@ -48,11 +51,38 @@ pub async fn run(api: &Api, cmd: KeyCommand) -> Result<()> {
             if api.json {
                 return print_json(&key);
             }
-            note(&format!(
-                "New current {} signing key; tokens are signed with it from now on.",
-                cell(&key, "algorithm")
-            ));
+            note(&rotated_note(&cell(&key, "algorithm"), &env.env));
             outln(&cell(&key, "id"))
         }
+    }
+}
+
+/// What a rotation really changes: keys are current per algorithm, and an application's ID
+/// tokens use its own idTokenSigningAlgorithm.
+fn rotated_note(alg: &str, env: &str) -> String {
+    format!(
+        "New current {alg} signing key. Applications whose ID token signing algorithm is {alg} sign with it from now on; \
+         applications of other algorithms keep their keys, and access tokens are always signed with the RS256 key. \
+         To move an application to {alg}: assent app update --env {env} --id-token-alg {alg} <APP_ID>"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_note_says_what_changes() {
+        let n = rotated_note("ES256", "E1");
+        assert!(!n.contains("tokens are signed with it from now on"), "{n}");
+        assert!(n.contains("ID token signing algorithm is ES256"), "{n}");
+        assert!(
+            n.contains("access tokens are always signed with the RS256 key"),
+            "{n}"
+        );
+        assert!(
+            n.contains("assent app update --env E1 --id-token-alg ES256"),
+            "{n}"
+        );
     }
 }

@@ -43,32 +43,14 @@ pub use key::KeyCommand;
 pub use request::RequestCommand;
 pub use user::UserCommand;
 
-/// How to reach the server. All three are `global = true` so they work after any subcommand.
+/// Where the data lives. `global = true` so it works after any subcommand; `serve`,
+/// `secret-key` and the admin commands (which look for admin-token there) all use it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Connection {
-    /// Base URL of a running server.
-    #[arg(
-        long,
-        global = true,
-        env = "ASSENT_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub server: String,
-    /// Admin token; when absent, read from <data-dir>/admin-token (written by `assent serve` on first start).
-    #[arg(
-        long,
-        global = true,
-        env = "ASSENT_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
     /// Data directory: where `serve` keeps its database and keys, and where admin commands
     /// look for admin-token when --admin-token is not given [default: ./assent-data].
     #[arg(long = "data-dir", global = true, env = "ASSENT_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
-    /// Print the server's JSON instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 impl Connection {
@@ -81,34 +63,85 @@ impl Connection {
     }
 }
 
+/// Which server an admin command talks to, with which token, and how it prints. Only on admin
+/// commands (`serve` has its own --admin-token; --server and --json mean nothing there);
+/// `global = true` within them, so they work after the subcommand.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Target {
+    /// Admin token; when absent, read from <data-dir>/admin-token (written by `assent serve` on
+    /// first start). A value on the command line is visible to other users in `ps`: prefer the
+    /// ASSENT_ADMIN_TOKEN environment variable, or the token file.
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Base URL of a running server.
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Print the server's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum AdminCommand {
     /// Environments
-    #[command(subcommand)]
-    Env(EnvCommand),
+    Env {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: EnvCommand,
+    },
     /// Applications (relying parties) of an environment, and their secrets
-    #[command(subcommand)]
-    App(AppCommand),
+    App {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: AppCommand,
+    },
     /// Users of an environment
-    #[command(subcommand)]
-    User(UserCommand),
+    User {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: UserCommand,
+    },
     /// Token-signing keys of an environment
-    #[command(subcommand)]
-    Key(KeyCommand),
+    Key {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: KeyCommand,
+    },
     /// Pending CIBA requests
-    #[command(subcommand)]
-    Request(RequestCommand),
+    Request {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: RequestCommand,
+    },
 }
 
-/// Runs one admin command against the server described by `conn`.
+/// Runs one admin command against the server described by `conn` and the command's target.
 pub async fn run(conn: &Connection, cmd: AdminCommand) -> anyhow::Result<()> {
-    let api = client::Api::new(conn)?;
     match cmd {
-        AdminCommand::Env(c) => env::run(&api, c).await,
-        AdminCommand::App(c) => app::run(&api, c).await,
-        AdminCommand::User(c) => user::run(&api, c).await,
-        AdminCommand::Key(c) => key::run(&api, c).await,
-        AdminCommand::Request(c) => request::run(&api, c).await,
+        AdminCommand::Env { target, cmd } => env::run(&client::Api::new(conn, &target)?, cmd).await,
+        AdminCommand::App { target, cmd } => app::run(&client::Api::new(conn, &target)?, cmd).await,
+        AdminCommand::User { target, cmd } => {
+            user::run(&client::Api::new(conn, &target)?, cmd).await
+        }
+        AdminCommand::Key { target, cmd } => key::run(&client::Api::new(conn, &target)?, cmd).await,
+        AdminCommand::Request { target, cmd } => {
+            request::run(&client::Api::new(conn, &target)?, cmd).await
+        }
     }
 }
 
@@ -294,14 +327,25 @@ mod tests {
             &["request", "deny", "--env", "E", "R"],
             &["request", "cancel", "--env", "E", "R"],
             &[
+                "--data-dir",
+                "/d",
+                "env",
                 "--server",
                 "http://h:1",
+                "--admin-token",
+                "t",
+                "list",
+            ],
+            &[
                 "env",
                 "list",
+                "--server",
+                "http://h:1",
                 "--admin-token",
                 "t",
                 "--data-dir",
                 "/d",
+                "--json",
             ],
         ];
         for args in cases {
@@ -349,7 +393,10 @@ mod tests {
     fn key_rotate_defaults_to_rs256() -> Result<()> {
         let cli = Cli::try_parse_from(["assent", "key", "rotate", "--env", "E"])?;
         match cli.cmd {
-            Command::Admin(AdminCommand::Key(KeyCommand::Rotate { algorithm, .. })) => {
+            Command::Admin(AdminCommand::Key {
+                cmd: KeyCommand::Rotate { algorithm, .. },
+                ..
+            }) => {
                 assert_eq!(algorithm.as_str(), "RS256");
             }
             other => anyhow::bail!("unexpected parse: {other:?}"),

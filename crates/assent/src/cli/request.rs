@@ -25,10 +25,13 @@ pub enum RequestCommand {
     List {
         #[command(flatten)]
         env: EnvArg,
+        /// Only requests in this state.
         #[arg(long, value_enum, ignore_case = true)]
         status: Option<Status>,
+        /// Only requests for this user.
         #[arg(long, value_name = "USER_ID")]
         user_id: Option<String>,
+        /// Only requests of this application (client_id).
         #[arg(long, value_name = "APP_ID")]
         app_id: Option<String>,
         #[command(flatten)]
@@ -38,6 +41,7 @@ pub enum RequestCommand {
     Show {
         #[command(flatten)]
         env: EnvArg,
+        /// The request's auth_req_id.
         #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },
@@ -45,6 +49,7 @@ pub enum RequestCommand {
     Approve {
         #[command(flatten)]
         env: EnvArg,
+        /// The request's auth_req_id.
         #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },
@@ -52,6 +57,7 @@ pub enum RequestCommand {
     Deny {
         #[command(flatten)]
         env: EnvArg,
+        /// The request's auth_req_id.
         #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },
@@ -59,6 +65,7 @@ pub enum RequestCommand {
     Cancel {
         #[command(flatten)]
         env: EnvArg,
+        /// The request's auth_req_id.
         #[arg(value_name = "AUTH_REQ_ID", allow_hyphen_values = true)]
         id: String,
     },

@@ -18,12 +18,16 @@ wire_enum! {
 pub struct CreateArgs {
     #[command(flatten)]
     env: EnvArg,
+    /// Username, unique in the environment (what a login_hint names).
     #[arg(long)]
     username: String,
+    /// Email address, unique in the environment.
     #[arg(long)]
     email: Option<String>,
+    /// Given (first) name.
     #[arg(long)]
     given_name: Option<String>,
+    /// Family (last) name.
     #[arg(long)]
     family_name: Option<String>,
     /// Phone number (E.164, e.g. +15551234567).
@@ -64,6 +68,7 @@ pub enum UserCommand {
     Show {
         #[command(flatten)]
         env: EnvArg,
+        /// User id.
         #[arg(value_name = "USER_ID")]
         id: String,
     },
@@ -71,6 +76,7 @@ pub enum UserCommand {
     Delete {
         #[command(flatten)]
         env: EnvArg,
+        /// User id.
         #[arg(value_name = "USER_ID")]
         id: String,
     },
