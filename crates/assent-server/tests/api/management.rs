@@ -1975,3 +1975,132 @@ async fn a_pending_automatic_decision_is_dropped_when_the_environment_leaves_san
         .await;
     assert_eq!(r.body["status"], "PENDING", "{}", r.text);
 }
+
+// --- error bodies on the edges (issue 6, item 10) ----------------------------------------------
+
+#[tokio::test]
+async fn oversized_body_is_413_in_management_style() {
+    let h = Harness::new().await;
+    let ok = raw(
+        &h,
+        Method::POST,
+        "/v1/environments",
+        Some("application/json"),
+        r#"{"name":"small","type":"SANDBOX"}"#,
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    // Over axum's 2 MiB default body limit.
+    let huge = format!(
+        r#"{{"name":"big","type":"SANDBOX","description":"{}"}}"#,
+        "a".repeat(3 << 20)
+    );
+    let r = raw(
+        &h,
+        Method::POST,
+        "/v1/environments",
+        Some("application/json"),
+        &huge,
+    )
+    .await;
+    assert_code(&r, StatusCode::PAYLOAD_TOO_LARGE, "INVALID_DATA");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("too large"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn unknown_field_name_is_echoed_once_and_truncated() {
+    let h = Harness::new().await;
+    let r = h
+        .admin(
+            Method::POST,
+            "/v1/environments",
+            Some(json!({"name":"e","type":"SANDBOX","colour":"red"})),
+        )
+        .await;
+    assert_invalid(&r, "colour");
+    let long = "x".repeat(1 << 20);
+    let r = h
+        .admin(
+            Method::POST,
+            "/v1/environments",
+            Some(json!({"name":"e","type":"SANDBOX", long.clone(): 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", &r.text[..200]);
+    let target = r.body["details"][0]["target"].as_str().unwrap();
+    assert_eq!(target, format!("{}…", "x".repeat(64)));
+    assert_eq!(
+        r.text.matches(&"x".repeat(64)).count(),
+        1,
+        "echoed more than once"
+    );
+    assert!(r.text.len() < 1024, "{} bytes", r.text.len());
+    // An unknown, huge query parameter is echoed shortened too.
+    let r = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments?{}=1", "q".repeat(30_000)),
+            None,
+        )
+        .await;
+    assert_invalid(&r, "query");
+    assert!(r.text.len() < 1024, "{} bytes", r.text.len());
+}
+
+#[tokio::test]
+async fn query_with_invalid_utf8_is_refused() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    h.create_user(&env, json!({"username":"café"})).await;
+    // Normal case: a percent-encoded UTF-8 filter finds the user.
+    let r = h
+        .admin(
+            Method::GET,
+            &format!(
+                "/v1/environments/{env}/users?filter={}",
+                pct("username eq \"café\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["count"], 1, "{}", r.text);
+    // Bytes that are not UTF-8 were replaced by U+FFFD; now they are refused.
+    for query in [
+        "filter=username%20eq%20%22caf%E9%22",
+        "cursor=%ff",
+        "limit=%e2%82",
+        "limit=%zz",
+        "%ff=1",
+    ] {
+        let r = h
+            .admin(
+                Method::GET,
+                &format!("/v1/environments/{env}/users?{query}"),
+                None,
+            )
+            .await;
+        assert_invalid(&r, "query");
+    }
+}
+
+#[tokio::test]
+async fn extractor_rejections_are_management_errors() {
+    let h = Harness::new().await;
+    // A path segment that is not UTF-8 is refused by axum's Path extractor: JSON, not text.
+    let r = h.admin(Method::GET, "/v1/environments/%ff", None).await;
+    assert_invalid(&r, "request");
+    let r = h
+        .admin(Method::GET, "/v1/environments/%ff/users", None)
+        .await;
+    assert_invalid(&r, "request");
+    // Unknown path and wrong method keep their management errors.
+    let r = h.admin(Method::GET, "/v1/nothing-here", None).await;
+    assert_not_found(&r);
+    let r = h.admin(Method::PUT, "/v1/environments", None).await;
+    assert_code(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+}
