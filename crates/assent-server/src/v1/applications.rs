@@ -79,7 +79,7 @@ pub fn render(app: &Application) -> Value {
     })
 }
 
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "name",
     "description",
     "enabled",
@@ -94,7 +94,7 @@ const FIELDS: &[&str] = &[
     "refreshTokenDurationSeconds",
     "cibaSettings",
 ];
-const CIBA_FIELDS: &[&str] = &[
+pub(crate) const CIBA_FIELDS: &[&str] = &[
     "deliveryMode",
     "notificationEndpoint",
     "requestExpirySeconds",

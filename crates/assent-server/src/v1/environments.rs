@@ -33,7 +33,7 @@ pub fn render(env: &Environment) -> Value {
     })
 }
 
-const FIELDS: &[&str] = &["name", "type", "description"];
+pub(crate) const FIELDS: &[&str] = &["name", "type", "description"];
 
 fn parse_type(v: &str) -> Result<EnvironmentType, ApiError> {
     EnvironmentType::parse(v)

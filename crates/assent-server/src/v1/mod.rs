@@ -15,6 +15,7 @@ use crate::state::AppState;
 pub mod applications;
 pub mod ciba_requests;
 pub mod environments;
+pub mod openapi;
 pub mod signing_keys;
 pub mod users;
 
@@ -28,6 +29,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .fallback(crate::error::api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
+        // Added after the admin layer: the document holds no secrets (docs/api.md).
+        .route("/openapi.json", axum::routing::get(openapi::serve))
         .layer(axum::middleware::from_fn(crate::error::api_error_style))
 }
 
