@@ -642,11 +642,26 @@ macro_rules! list_schema {
     };
 }
 
-list_schema!(EnvironmentList, EnvironmentsEmbedded, environments, Environment);
-list_schema!(ApplicationList, ApplicationsEmbedded, applications, Application);
+list_schema!(
+    EnvironmentList,
+    EnvironmentsEmbedded,
+    environments,
+    Environment
+);
+list_schema!(
+    ApplicationList,
+    ApplicationsEmbedded,
+    applications,
+    Application
+);
 list_schema!(UserList, UsersEmbedded, users, User);
 list_schema!(SigningKeyList, SigningKeysEmbedded, signingKeys, SigningKey);
-list_schema!(CibaRequestList, CibaRequestsEmbedded, cibaRequests, CibaRequestView);
+list_schema!(
+    CibaRequestList,
+    CibaRequestsEmbedded,
+    cibaRequests,
+    CibaRequestView
+);
 
 // --- operations ----------------------------------------------------------------------------
 
@@ -1052,7 +1067,6 @@ fn approve_ciba_request() {}
 #[allow(dead_code)]
 fn deny_ciba_request() {}
 
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -1121,30 +1135,45 @@ pub async fn serve() -> axum::response::Response {
 
 /// Every documented operation, as (method, path): the router tests check each one exists.
 pub const OPERATIONS: &[(&str, &str)] = &[
-        ("GET", "/v1/environments"),
-        ("POST", "/v1/environments"),
-        ("GET", "/v1/environments/{envId}"),
-        ("PATCH", "/v1/environments/{envId}"),
-        ("DELETE", "/v1/environments/{envId}"),
-        ("GET", "/v1/environments/{envId}/applications"),
-        ("POST", "/v1/environments/{envId}/applications"),
-        ("GET", "/v1/environments/{envId}/applications/{appId}"),
-        ("PATCH", "/v1/environments/{envId}/applications/{appId}"),
-        ("DELETE", "/v1/environments/{envId}/applications/{appId}"),
-        ("GET", "/v1/environments/{envId}/applications/{appId}/secret"),
-        ("POST", "/v1/environments/{envId}/applications/{appId}/secret"),
-        ("GET", "/v1/environments/{envId}/users"),
-        ("POST", "/v1/environments/{envId}/users"),
-        ("GET", "/v1/environments/{envId}/users/{userId}"),
-        ("PATCH", "/v1/environments/{envId}/users/{userId}"),
-        ("DELETE", "/v1/environments/{envId}/users/{userId}"),
-        ("GET", "/v1/environments/{envId}/signingKeys"),
-        ("POST", "/v1/environments/{envId}/signingKeys"),
-        ("GET", "/v1/environments/{envId}/cibaRequests"),
-        ("GET", "/v1/environments/{envId}/cibaRequests/{authReqId}"),
-        ("DELETE", "/v1/environments/{envId}/cibaRequests/{authReqId}"),
-        ("POST", "/v1/environments/{envId}/cibaRequests/{authReqId}/approve"),
-        ("POST", "/v1/environments/{envId}/cibaRequests/{authReqId}/deny"),
+    ("GET", "/v1/environments"),
+    ("POST", "/v1/environments"),
+    ("GET", "/v1/environments/{envId}"),
+    ("PATCH", "/v1/environments/{envId}"),
+    ("DELETE", "/v1/environments/{envId}"),
+    ("GET", "/v1/environments/{envId}/applications"),
+    ("POST", "/v1/environments/{envId}/applications"),
+    ("GET", "/v1/environments/{envId}/applications/{appId}"),
+    ("PATCH", "/v1/environments/{envId}/applications/{appId}"),
+    ("DELETE", "/v1/environments/{envId}/applications/{appId}"),
+    (
+        "GET",
+        "/v1/environments/{envId}/applications/{appId}/secret",
+    ),
+    (
+        "POST",
+        "/v1/environments/{envId}/applications/{appId}/secret",
+    ),
+    ("GET", "/v1/environments/{envId}/users"),
+    ("POST", "/v1/environments/{envId}/users"),
+    ("GET", "/v1/environments/{envId}/users/{userId}"),
+    ("PATCH", "/v1/environments/{envId}/users/{userId}"),
+    ("DELETE", "/v1/environments/{envId}/users/{userId}"),
+    ("GET", "/v1/environments/{envId}/signingKeys"),
+    ("POST", "/v1/environments/{envId}/signingKeys"),
+    ("GET", "/v1/environments/{envId}/cibaRequests"),
+    ("GET", "/v1/environments/{envId}/cibaRequests/{authReqId}"),
+    (
+        "DELETE",
+        "/v1/environments/{envId}/cibaRequests/{authReqId}",
+    ),
+    (
+        "POST",
+        "/v1/environments/{envId}/cibaRequests/{authReqId}/approve",
+    ),
+    (
+        "POST",
+        "/v1/environments/{envId}/cibaRequests/{authReqId}/deny",
+    ),
 ];
 
 #[cfg(test)]

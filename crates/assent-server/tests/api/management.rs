@@ -2104,3 +2104,38 @@ async fn extractor_rejections_are_management_errors() {
     let r = h.admin(Method::PUT, "/v1/environments", None).await;
     assert_code(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
 }
+
+// --- OpenAPI (issue 6, item 13) ------------------------------------------------------------------
+
+#[tokio::test]
+async fn openapi_document_is_served_without_the_admin_token() {
+    let h = Harness::new().await;
+    let r = h.get("/v1/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(r.body["paths"]["/v1/environments"]["post"].is_object());
+    // Every other /v1 path still needs the token.
+    let r = h.get("/v1/environments", None).await;
+    assert_code(&r, StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    for (method, path) in assent_server::v1::openapi::OPERATIONS {
+        let concrete = path
+            .replace("{envId}", &env)
+            .replace("{appId}", "00000000-0000-4000-8000-000000000000")
+            .replace("{userId}", "00000000-0000-4000-8000-000000000000")
+            .replace("{authReqId}", "no-such-request");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+        let r = h.admin(method.clone(), &concrete, body).await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(
+            r.body["message"], "The requested resource was not found.",
+            "{method} {path} is documented but not routed"
+        );
+    }
+}
