@@ -254,7 +254,7 @@ pub struct ApplicationUpdate {
     #[schema(inline, nullable = false)]
     token_endpoint_auth_method: Option<TokenEndpointAuthMethodSchema>,
     /// A JSON Web Key Set of public keys, as an object or as a JSON string; `null` removes it.
-    #[schema(value_type = Value)]
+    #[schema(value_type = Value, required = false)]
     jwks: Option<serde_json::Value>,
     /// An https URL; exclusive with `jwks`.
     #[schema(format = "uri", max_length = 2048)]
@@ -288,7 +288,7 @@ pub struct ApplicationCreate {
     #[schema(inline, nullable = false)]
     token_endpoint_auth_method: Option<TokenEndpointAuthMethodSchema>,
     /// A JSON Web Key Set of public keys, as an object or as a JSON string.
-    #[schema(value_type = Value)]
+    #[schema(value_type = Value, required = false)]
     jwks: Option<serde_json::Value>,
     /// An https URL; exclusive with `jwks`.
     #[schema(format = "uri", max_length = 2048)]
@@ -1217,6 +1217,52 @@ mod tests {
                 doc["components"]["schemas"][schema]["additionalProperties"],
                 Value::Bool(false),
                 "{schema} must refuse unknown members"
+            );
+        }
+    }
+
+    /// The schema without its prose.
+    fn without_descriptions(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "description")
+                    .map(|(k, v)| (k.clone(), without_descriptions(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(without_descriptions).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// A create body and a PATCH body differ only in what is required (and prose), so the
+    /// bounds probed through the create operations (tests/api/management.rs) hold for PATCH.
+    #[test]
+    fn create_and_update_schemas_differ_only_in_required_members() {
+        let doc = doc();
+        for (create, update, required) in [
+            (
+                "EnvironmentCreate",
+                "EnvironmentUpdate",
+                &["name", "type"][..],
+            ),
+            ("ApplicationCreate", "ApplicationUpdate", &["name"][..]),
+            ("UserCreate", "UserUpdate", &["username"][..]),
+        ] {
+            let schemas = &doc["components"]["schemas"];
+            assert_eq!(
+                schemas[create]["required"],
+                serde_json::json!(required),
+                "{create}"
+            );
+            assert_eq!(
+                without_descriptions(&schemas[create]["properties"]),
+                without_descriptions(&schemas[update]["properties"]),
+                "{create} / {update}"
+            );
+            assert!(
+                schemas[update]["required"].is_null(),
+                "{update} requires nothing"
             );
         }
     }

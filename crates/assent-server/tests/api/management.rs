@@ -2139,3 +2139,99 @@ async fn every_documented_operation_is_routed() {
         );
     }
 }
+
+/// The documented bounds are the enforced ones: for every bounded member of every body schema,
+/// one past the bound is refused with that member as the target, and an integer at its bound
+/// is not (so the schema is neither looser nor stricter than the handler).
+#[tokio::test]
+async fn documented_bounds_are_the_enforced_bounds() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let doc = h.get("/v1/openapi.json", None).await.body;
+    let apps = format!("/v1/environments/{env}/applications");
+    let users = format!("/v1/environments/{env}/users");
+    let cases = [
+        (
+            "EnvironmentCreate",
+            "/v1/environments".to_owned(),
+            json!({"name":"e","type":"SANDBOX"}),
+            "",
+        ),
+        ("ApplicationCreate", apps.clone(), json!({"name":"a"}), ""),
+        (
+            "CibaSettingsInput",
+            apps,
+            json!({"name":"a","cibaSettings":{"maxRequestExpirySeconds":86_400}}),
+            "cibaSettings.",
+        ),
+        ("UserCreate", users.clone(), json!({"username":"u"}), ""),
+        (
+            "UserNameInput",
+            users,
+            json!({"username":"u","name":{}}),
+            "name.",
+        ),
+    ];
+    let mut probed = 0;
+    let mut n = 0;
+    for (schema, path, base, prefix) in cases {
+        let props = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema}"));
+        for (name, s) in props {
+            let target = format!("{prefix}{name}");
+            let mut probes: Vec<(Value, bool)> = Vec::new();
+            if let Some(max) = s["maximum"].as_i64() {
+                probes.push((json!(max + 1), false));
+                probes.push((json!(max), true));
+            }
+            if let Some(min) = s["minimum"].as_i64() {
+                probes.push((json!(min - 1), false));
+                probes.push((json!(min), true));
+            }
+            if let Some(max) = s["maxLength"].as_u64() {
+                probes.push((json!("a".repeat(max as usize + 1)), false));
+            }
+            if let Some(min) = s["minLength"].as_u64().filter(|m| *m > 0) {
+                probes.push((json!("a".repeat(min as usize - 1)), false));
+            }
+            for (value, allowed) in probes {
+                n += 1;
+                let mut body = base.clone();
+                if body.get("username").is_some() {
+                    body["username"] = json!(format!("u{n}"));
+                }
+                let slot = if prefix.is_empty() {
+                    &mut body
+                } else {
+                    &mut body[prefix.trim_end_matches('.')]
+                };
+                slot[name] = value.clone();
+                let r = h.admin(Method::POST, &path, Some(body)).await;
+                let refused_here =
+                    r.status == StatusCode::BAD_REQUEST && r.body["details"][0]["target"] == target;
+                assert_eq!(
+                    !refused_here,
+                    allowed,
+                    "{schema}.{name} = {}: {}",
+                    &value.to_string()[..value.to_string().len().min(40)],
+                    r.text
+                );
+                probed += 1;
+            }
+        }
+    }
+    assert!(
+        probed >= 40,
+        "only {probed} probes: the schema lost its bounds"
+    );
+    // The paging bound of every list.
+    let r = h
+        .admin(Method::GET, "/v1/environments?limit=1001", None)
+        .await;
+    assert_invalid(&r, "limit");
+    let r = h
+        .admin(Method::GET, "/v1/environments?limit=1000", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
