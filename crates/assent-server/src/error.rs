@@ -141,6 +141,9 @@ pub enum ApiErrorCode {
     UniquenessViolation,
     RequestFailed,
     MethodNotAllowed,
+    /// A body over the size limit: PingOne documents no code of its own for this, so the body
+    /// says `INVALID_DATA` and the status says 413.
+    PayloadTooLarge,
     UnexpectedError,
 }
 
@@ -154,6 +157,7 @@ impl ApiErrorCode {
             ApiErrorCode::UniquenessViolation => "UNIQUENESS_VIOLATION",
             ApiErrorCode::RequestFailed => "REQUEST_FAILED",
             ApiErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiErrorCode::PayloadTooLarge => "INVALID_DATA",
             ApiErrorCode::UnexpectedError => "UNEXPECTED_ERROR",
         }
     }
@@ -165,6 +169,7 @@ impl ApiErrorCode {
             ApiErrorCode::AccessFailed => StatusCode::FORBIDDEN,
             ApiErrorCode::UniquenessViolation | ApiErrorCode::RequestFailed => StatusCode::CONFLICT,
             ApiErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiErrorCode::UnexpectedError => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -205,6 +210,13 @@ impl ApiError {
                 message,
             }],
         }
+    }
+    /// 413 for a body over the limit (`INVALID_DATA` in the body, see [`ApiErrorCode`]).
+    pub fn too_large() -> Self {
+        ApiError::new(
+            ApiErrorCode::PayloadTooLarge,
+            "The request could not be completed. The request body is too large.",
+        )
     }
     pub fn not_found(what: &str) -> Self {
         ApiError::new(
@@ -285,11 +297,116 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Any path no router knows: a JSON 404 rather than an empty body.
-pub async fn not_found_fallback() -> Response {
+/// Longest piece of caller input echoed in an error message or target.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// Caller input as echoed in an error: at most [`MAX_ECHO_CHARS`] characters, then `…`.
+pub fn echo(input: &str) -> String {
+    match input.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_owned(),
+    }
+}
+
+/// A response that is an error but not JSON: the rejection of one of axum's own extractors
+/// (path, body limit) or of the router itself.
+fn is_plain_error(response: &Response) -> bool {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    (status.is_client_error() || status.is_server_error()) && !json
+}
+
+/// Safety net of `/v1`: any error response that is not already a management error (an axum
+/// extractor's plain-text rejection) is answered in the management style with its status.
+pub async fn api_error_style(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    if !is_plain_error(&response) {
+        return response;
+    }
+    let status = response.status();
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
+        StatusCode::NOT_FOUND => ApiError::new(
+            ApiErrorCode::NotFound,
+            "The requested resource was not found.",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            ApiErrorCode::MethodNotAllowed,
+            "The HTTP method is not allowed for this resource.",
+        ),
+        s if s.is_server_error() => ApiError::new(
+            ApiErrorCode::UnexpectedError,
+            "The service is temporarily unavailable.",
+        ),
+        _ => ApiError::invalid("request", "The request could not be read."),
+    };
+    error.into_response()
+}
+
+/// Safety net of `/{envId}/as/*`: the same for OAuth errors, which also carry
+/// `Cache-Control: no-store`.
+pub async fn oauth_error_style(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    if !is_plain_error(&response) {
+        return response;
+    }
+    let status = response.status();
+    let error = if status.is_server_error() {
+        OAuthResponseError::new(OAuthError::new(
+            OAuthErrorCode::ServerError,
+            "The service is temporarily unavailable.",
+        ))
+    } else {
+        let detail = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
+            StatusCode::NOT_FOUND => "The requested endpoint was not found.",
+            StatusCode::METHOD_NOT_ALLOWED => "The HTTP method is not allowed for this endpoint.",
+            _ => "The request could not be read.",
+        };
+        OAuthResponseError::new(OAuthError::invalid_request(detail)).with_status(status)
+    };
+    error.into_response()
+}
+
+/// Any path no router knows: a JSON 404 rather than an empty body, in the OAuth style under
+/// `/{envId}/as/`.
+pub async fn not_found_fallback(uri: axum::http::Uri) -> Response {
+    let mut segments = uri.path().trim_start_matches('/').split('/');
+    if segments.next().is_some_and(|s| !s.is_empty()) && segments.next() == Some("as") {
+        return crate::oauth::not_found().into_response();
+    }
+    api_not_found().await
+}
+
+/// An unknown path under `/v1`: a management 404.
+pub async fn api_not_found() -> Response {
     ApiError::new(
         ApiErrorCode::NotFound,
         "The requested resource was not found.",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_truncates_long_input_on_a_char_boundary() {
+        assert_eq!(echo("short"), "short");
+        let exact = "é".repeat(MAX_ECHO_CHARS);
+        assert_eq!(echo(&exact), exact);
+        let long = "é".repeat(MAX_ECHO_CHARS + 1);
+        assert_eq!(echo(&long), format!("{}…", exact));
+    }
 }

@@ -83,9 +83,17 @@ fn safe_name(name: &str) -> &str {
 }
 
 fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
-    let bad = || OAuthError::invalid_request("The request body is not valid form-encoded UTF-8.");
+    strict_decode(raw).ok_or_else(|| {
+        OAuthError::invalid_request("The request body is not valid form-encoded UTF-8.")
+    })
+}
+
+/// One `application/x-www-form-urlencoded` name or value: `+` is a space, `%XX` exactly two hex
+/// digits, and the bytes, raw and decoded, UTF-8 — or `None`. Shared by the OAuth forms and the
+/// `/v1` query strings, so both are equally strict.
+pub fn strict_decode(raw: &[u8]) -> Option<String> {
     if std::str::from_utf8(raw).is_err() {
-        return Err(bad());
+        return None;
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -93,20 +101,20 @@ fn decode_component(raw: &[u8]) -> Result<String, OAuthError> {
         match raw[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = raw.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = raw.get(i + 1..i + 3)?;
                 // Exactly two hex digits: from_str_radix alone would take "%+4" as 0x04.
                 if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return Err(bad());
+                    return None;
                 }
-                let s = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(s, 16).map_err(|_| bad())?);
+                let s = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(s, 16).ok()?);
                 i += 2;
             }
             b => out.push(b),
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| bad())
+    String::from_utf8(out).ok()
 }
 
 impl<S: Send + Sync> FromRequest<S> for OAuthForm {

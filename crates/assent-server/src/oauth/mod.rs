@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/revoke", post(introspection::revoke))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn(crate::error::oauth_error_style))
 }
 
 /// A known path with the wrong method: 405 with an OAuth-style body, not an empty one.
@@ -45,6 +46,15 @@ async fn method_not_allowed() -> OAuthResponseError {
         "The HTTP method is not allowed for this endpoint.",
     ))
     .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// An unknown path under `/{envId}/as`: 404 with an OAuth-style body (called by the
+/// top-level fallback: a nested fallback under a path parameter would collide with it).
+pub fn not_found() -> OAuthResponseError {
+    OAuthResponseError::new(OAuthError::invalid_request(
+        "The requested endpoint was not found.",
+    ))
+    .with_status(StatusCode::NOT_FOUND)
 }
 
 /// The environment of an `/{envId}/as/…` path; unknown → 404 with an OAuth-style body.

@@ -80,7 +80,7 @@ pub fn render(app: &Application) -> Value {
     })
 }
 
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "name",
     "description",
     "enabled",
@@ -96,7 +96,7 @@ const FIELDS: &[&str] = &[
     "refreshTokenReuseGraceSeconds",
     "cibaSettings",
 ];
-const CIBA_FIELDS: &[&str] = &[
+pub(crate) const CIBA_FIELDS: &[&str] = &[
     "deliveryMode",
     "notificationEndpoint",
     "requestExpirySeconds",

@@ -35,7 +35,7 @@ pub fn render(env: &Environment) -> Value {
     })
 }
 
-const FIELDS: &[&str] = &["name", "type", "description", "abuseLimits"];
+pub(crate) const FIELDS: &[&str] = &["name", "type", "description", "abuseLimits"];
 const ABUSE_FIELDS: &[&str] = &[
     "maxPendingRequestsPerUser",
     "authorizationRequestsPerMinute",

@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ApiErrorCode};
+use crate::error::{ApiError, ApiErrorCode, echo};
 use crate::state::AppState;
 
 pub mod applications;
 pub mod ciba_requests;
 pub mod environments;
+pub mod openapi;
 pub mod signing_keys;
 pub mod users;
 
@@ -25,9 +26,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(users::router())
         .merge(signing_keys::router())
         .merge(ciba_requests::router())
-        .fallback(crate::error::not_found_fallback)
+        .fallback(crate::error::api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
+        // Added after the admin layer: the document holds no secrets (docs/api.md).
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .layer(axum::middleware::from_fn(crate::error::api_error_style))
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -86,10 +90,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|_| ApiError::invalid("body", "The request body could not be read."))?;
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| ApiError::invalid("body", format!("Invalid JSON body: {e}")))
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::invalid("body", "The request body could not be read.")
+                }
+            })?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            ApiError::invalid(
+                "body",
+                format!("Invalid JSON body: {}", echo(&e.to_string())),
+            )
+        })
     }
 }
 
@@ -106,33 +119,57 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
         let query = parts.uri.query().unwrap_or("");
         serde_urlencoded_compat(query)
             .map(ApiQuery)
-            .map_err(|e| ApiError::invalid("query", format!("Invalid query: {e}")))
+            .map_err(|e| e.into_error())
     }
 }
 
-fn serde_urlencoded_compat<T: DeserializeOwned>(query: &str) -> Result<T, String> {
-    // Decode to a map of strings first (rejecting repeats), then let serde type it.
-    let mut map = serde_json::Map::new();
-    for (k, v) in form_pairs(query) {
-        if map.insert(k.clone(), Value::String(v)).is_some() {
-            return Err(format!("parameter {k} is repeated"));
+/// Why a query string was refused.
+enum QueryError {
+    /// Not strictly percent-encoded UTF-8 (the OAuth forms' rule, [`crate::form::strict_decode`]).
+    Encoding,
+    Repeated(String),
+    Typed(String),
+}
+
+impl QueryError {
+    fn into_error(self) -> ApiError {
+        match self {
+            QueryError::Encoding => ApiError::invalid(
+                "query",
+                "The query string is not valid percent-encoded UTF-8.",
+            ),
+            QueryError::Repeated(k) => ApiError::invalid(
+                "query",
+                format!("Invalid query: parameter {} is repeated", echo(&k)),
+            ),
+            QueryError::Typed(e) => {
+                ApiError::invalid("query", format!("Invalid query: {}", echo(&e)))
+            }
         }
     }
-    serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())
 }
 
-fn form_pairs(query: &str) -> Vec<(String, String)> {
+fn serde_urlencoded_compat<T: DeserializeOwned>(query: &str) -> Result<T, QueryError> {
+    // Decode to a map of strings first (rejecting repeats), then let serde type it.
+    let mut map = serde_json::Map::new();
+    for (k, v) in form_pairs(query)? {
+        if map.contains_key(&k) {
+            return Err(QueryError::Repeated(k));
+        }
+        map.insert(k, Value::String(v));
+    }
+    serde_json::from_value(Value::Object(map)).map_err(|e| QueryError::Typed(e.to_string()))
+}
+
+fn form_pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
+            let dec =
+                |s: &str| crate::form::strict_decode(s.as_bytes()).ok_or(QueryError::Encoding);
+            Ok((dec(k)?, dec(v)?))
         })
         .collect()
 }
@@ -216,10 +253,8 @@ pub fn require_object<'a>(
         .as_object()
         .ok_or_else(|| ApiError::invalid("body", "The request body must be a JSON object."))?;
     if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            unknown,
-            format!("Unknown field '{unknown}'."),
-        ));
+        // The name is echoed once, as the target, and shortened: it is caller input.
+        return Err(ApiError::invalid(&echo(unknown), "Unknown field."));
     }
     Ok(obj)
 }

@@ -11,6 +11,8 @@ use super::{ApiJson, require_object, string_field};
 use crate::error::{ApiError, ApiErrorCode};
 use crate::state::AppState;
 
+pub(crate) const FIELDS: &[&str] = &["algorithm"];
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/environments/{env_id}/signingKeys", get(list).post(create))
 }
@@ -57,7 +59,7 @@ async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     super::environment(&state, &env_id).await?;
-    let obj = require_object(&body, &["algorithm"])?;
+    let obj = require_object(&body, FIELDS)?;
     let alg = match string_field(obj, "algorithm")?.value() {
         Some(a) => SigningAlgorithm::parse(&a).ok_or_else(|| {
             ApiError::invalid(

@@ -45,7 +45,7 @@ pub fn render(u: &User) -> Value {
     })
 }
 
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "username",
     "email",
     "name",

@@ -2340,3 +2340,263 @@ async fn unavailable_grant_types_are_refused() {
     let g = h.admin(Method::GET, &app_path, None).await;
     assert_eq!(g.body["grantTypes"], json!(["CIBA", "REFRESH_TOKEN"]));
 }
+
+// --- error bodies on the edges (issue 6, item 10) ----------------------------------------------
+
+#[tokio::test]
+async fn oversized_body_is_413_in_management_style() {
+    let h = Harness::new().await;
+    let ok = raw(
+        &h,
+        Method::POST,
+        "/v1/environments",
+        Some("application/json"),
+        r#"{"name":"small","type":"SANDBOX"}"#,
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    // Over axum's 2 MiB default body limit.
+    let huge = format!(
+        r#"{{"name":"big","type":"SANDBOX","description":"{}"}}"#,
+        "a".repeat(3 << 20)
+    );
+    let r = raw(
+        &h,
+        Method::POST,
+        "/v1/environments",
+        Some("application/json"),
+        &huge,
+    )
+    .await;
+    assert_code(&r, StatusCode::PAYLOAD_TOO_LARGE, "INVALID_DATA");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("too large"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn unknown_field_name_is_echoed_once_and_truncated() {
+    let h = Harness::new().await;
+    let r = h
+        .admin(
+            Method::POST,
+            "/v1/environments",
+            Some(json!({"name":"e","type":"SANDBOX","colour":"red"})),
+        )
+        .await;
+    assert_invalid(&r, "colour");
+    let long = "x".repeat(1 << 20);
+    let r = h
+        .admin(
+            Method::POST,
+            "/v1/environments",
+            Some(json!({"name":"e","type":"SANDBOX", long.clone(): 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", &r.text[..200]);
+    let target = r.body["details"][0]["target"].as_str().unwrap();
+    assert_eq!(target, format!("{}…", "x".repeat(64)));
+    assert_eq!(
+        r.text.matches(&"x".repeat(64)).count(),
+        1,
+        "echoed more than once"
+    );
+    assert!(r.text.len() < 1024, "{} bytes", r.text.len());
+    // An unknown, huge query parameter is echoed shortened too.
+    let r = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments?{}=1", "q".repeat(30_000)),
+            None,
+        )
+        .await;
+    assert_invalid(&r, "query");
+    assert!(r.text.len() < 1024, "{} bytes", r.text.len());
+}
+
+#[tokio::test]
+async fn query_with_invalid_utf8_is_refused() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    h.create_user(&env, json!({"username":"café"})).await;
+    // Normal case: a percent-encoded UTF-8 filter finds the user.
+    let r = h
+        .admin(
+            Method::GET,
+            &format!(
+                "/v1/environments/{env}/users?filter={}",
+                pct("username eq \"café\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["count"], 1, "{}", r.text);
+    // Bytes that are not UTF-8 were replaced by U+FFFD; now they are refused.
+    for query in [
+        "filter=username%20eq%20%22caf%E9%22",
+        "cursor=%ff",
+        "limit=%e2%82",
+        "limit=%zz",
+        "%ff=1",
+    ] {
+        let r = h
+            .admin(
+                Method::GET,
+                &format!("/v1/environments/{env}/users?{query}"),
+                None,
+            )
+            .await;
+        assert_invalid(&r, "query");
+    }
+}
+
+#[tokio::test]
+async fn extractor_rejections_are_management_errors() {
+    let h = Harness::new().await;
+    // A path segment that is not UTF-8 is refused by axum's Path extractor: JSON, not text.
+    let r = h.admin(Method::GET, "/v1/environments/%ff", None).await;
+    assert_invalid(&r, "request");
+    let r = h
+        .admin(Method::GET, "/v1/environments/%ff/users", None)
+        .await;
+    assert_invalid(&r, "request");
+    // Unknown path and wrong method keep their management errors.
+    let r = h.admin(Method::GET, "/v1/nothing-here", None).await;
+    assert_not_found(&r);
+    let r = h.admin(Method::PUT, "/v1/environments", None).await;
+    assert_code(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+}
+
+// --- OpenAPI (issue 6, item 13) ------------------------------------------------------------------
+
+#[tokio::test]
+async fn openapi_document_is_served_without_the_admin_token() {
+    let h = Harness::new().await;
+    let r = h.get("/v1/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(r.body["paths"]["/v1/environments"]["post"].is_object());
+    // Every other /v1 path still needs the token.
+    let r = h.get("/v1/environments", None).await;
+    assert_code(&r, StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    for (method, path) in assent_server::v1::openapi::OPERATIONS {
+        let concrete = path
+            .replace("{envId}", &env)
+            .replace("{appId}", "00000000-0000-4000-8000-000000000000")
+            .replace("{userId}", "00000000-0000-4000-8000-000000000000")
+            .replace("{authReqId}", "no-such-request");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+        let r = h.admin(method.clone(), &concrete, body).await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(
+            r.body["message"], "The requested resource was not found.",
+            "{method} {path} is documented but not routed"
+        );
+    }
+}
+
+/// The documented bounds are the enforced ones: for every bounded member of every body schema,
+/// one past the bound is refused with that member as the target, and an integer at its bound
+/// is not (so the schema is neither looser nor stricter than the handler).
+#[tokio::test]
+async fn documented_bounds_are_the_enforced_bounds() {
+    let h = Harness::new().await;
+    let env = h.create_env("SANDBOX").await;
+    let doc = h.get("/v1/openapi.json", None).await.body;
+    let apps = format!("/v1/environments/{env}/applications");
+    let users = format!("/v1/environments/{env}/users");
+    let cases = [
+        (
+            "EnvironmentCreate",
+            "/v1/environments".to_owned(),
+            json!({"name":"e","type":"SANDBOX"}),
+            "",
+        ),
+        ("ApplicationCreate", apps.clone(), json!({"name":"a"}), ""),
+        (
+            "CibaSettingsInput",
+            apps,
+            json!({"name":"a","cibaSettings":{"maxRequestExpirySeconds":86_400}}),
+            "cibaSettings.",
+        ),
+        ("UserCreate", users.clone(), json!({"username":"u"}), ""),
+        (
+            "UserNameInput",
+            users,
+            json!({"username":"u","name":{}}),
+            "name.",
+        ),
+    ];
+    let mut probed = 0;
+    let mut n = 0;
+    for (schema, path, base, prefix) in cases {
+        let props = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema}"));
+        for (name, s) in props {
+            let target = format!("{prefix}{name}");
+            let mut probes: Vec<(Value, bool)> = Vec::new();
+            if let Some(max) = s["maximum"].as_i64() {
+                probes.push((json!(max + 1), false));
+                probes.push((json!(max), true));
+            }
+            if let Some(min) = s["minimum"].as_i64() {
+                probes.push((json!(min - 1), false));
+                probes.push((json!(min), true));
+            }
+            if let Some(max) = s["maxLength"].as_u64() {
+                probes.push((json!("a".repeat(max as usize + 1)), false));
+            }
+            if let Some(min) = s["minLength"].as_u64().filter(|m| *m > 0) {
+                probes.push((json!("a".repeat(min as usize - 1)), false));
+            }
+            for (value, allowed) in probes {
+                n += 1;
+                let mut body = base.clone();
+                if body.get("username").is_some() {
+                    body["username"] = json!(format!("u{n}"));
+                }
+                let slot = if prefix.is_empty() {
+                    &mut body
+                } else {
+                    &mut body[prefix.trim_end_matches('.')]
+                };
+                slot[name] = value.clone();
+                let r = h.admin(Method::POST, &path, Some(body)).await;
+                let refused_here =
+                    r.status == StatusCode::BAD_REQUEST && r.body["details"][0]["target"] == target;
+                assert_eq!(
+                    !refused_here,
+                    allowed,
+                    "{schema}.{name} = {}: {}",
+                    &value.to_string()[..value.to_string().len().min(40)],
+                    r.text
+                );
+                probed += 1;
+            }
+        }
+    }
+    assert!(
+        probed >= 40,
+        "only {probed} probes: the schema lost its bounds"
+    );
+    // The paging bound of every list.
+    let r = h
+        .admin(Method::GET, "/v1/environments?limit=1001", None)
+        .await;
+    assert_invalid(&r, "limit");
+    let r = h
+        .admin(Method::GET, "/v1/environments?limit=1000", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

@@ -3184,3 +3184,45 @@ async fn refresh_reuse_with_no_grace_revokes_at_once() {
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(introspect(&h, &c, &rt2).await.body["active"], false);
 }
+
+// --- error bodies on the edges (issue 6, item 10) ----------------------------------------------
+
+#[tokio::test]
+async fn oversized_bodies_are_oauth_413_on_every_post() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let mut body = b"access_token=x&pad=".to_vec();
+    body.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    for name in [
+        "userinfo",
+        "token",
+        "cibaAuthorization",
+        "bc-authorize",
+        "introspect",
+        "revoke",
+    ] {
+        let r = h
+            .post_raw(&ep(&c.env_id, name), Some(&c.basic()), body.clone())
+            .await;
+        assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+        assert!(r.description().contains("too large"), "{name}: {}", r.text);
+    }
+    // The normal case: a small userinfo POST is answered as a bearer error, not 413.
+    let r = h
+        .post_raw(&ep(&c.env_id, "userinfo"), None, b"access_token=x".to_vec())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn unknown_endpoint_and_wrong_method_are_oauth_errors() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let r = h.get(&ep(&c.env_id, "no-such-endpoint"), None).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "invalid_request");
+    let r = h.get(&ep(&c.env_id, "token"), None).await;
+    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
+    // A path parameter that is not UTF-8, refused by axum's Path extractor.
+    let r = h.get("/%ff/as/jwks", None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+}
