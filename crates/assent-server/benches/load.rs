@@ -83,7 +83,17 @@ async fn start_server(dir: &std::path::Path) -> Server {
         Arc::new(SystemClock),
     );
     let app = assent_server::router(state);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // The accept loop `assent serve` runs (timeouts, connection cap), not a bare axum::serve.
+    tokio::spawn(async move {
+        assent_server::listener::serve(
+            listener,
+            app,
+            assent_server::listener::ListenerConfig::default(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+    });
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()

@@ -129,9 +129,8 @@ pub struct EnvironmentCreate {
     env_type: EnvironmentTypeSchema,
     #[schema(max_length = 1024)]
     description: Option<String>,
-    /// Omitted: PRODUCTION `{5, 600}`, SANDBOX `{null, null}`.
+    /// Omitted or `null`: the type's defaults (PRODUCTION `{5, 600}`, SANDBOX `{null, null}`).
     #[serde(rename = "abuseLimits")]
-    #[schema(nullable = false)]
     abuse_limits: Option<AbuseLimitsInput>,
 }
 
