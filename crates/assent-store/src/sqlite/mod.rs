@@ -1230,15 +1230,21 @@ impl Store for SqliteStore {
         new_access: &AccessTokenRecord,
     ) -> StoreResult<RefreshOutcome> {
         let mut tx = self.begin_write().await?;
+        // Current, or rotated moments ago within the application's reuse grace (a concurrent or
+        // retried refresh, answered with another rotation in the same family). `rotated_at`
+        // keeps the first rotation, so the grace does not slide; with no grace the threshold is
+        // `now` and only a current token passes.
         let rotated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = ?
-             WHERE environment_id = ? AND token_hash = ? AND rotated_at IS NULL
+            "UPDATE refresh_tokens SET rotated_at = COALESCE(rotated_at, ?)
+             WHERE environment_id = ? AND token_hash = ?
+               AND (rotated_at IS NULL OR rotated_at > ?)
                AND revoked = FALSE AND expires_at > ?
              RETURNING *",
         )
         .bind(now.millis())
         .bind(env_id)
         .bind(token_hash)
+        .bind(now.plus_secs(-reuse_grace_secs.max(0)).millis())
         .bind(now.millis())
         .fetch_optional(&mut *tx)
         .await
@@ -1249,30 +1255,6 @@ impl Store for SqliteStore {
             insert_access_token(&mut *tx, new_access).await?;
             tx.commit().await.map_err(db_err)?;
             return Ok(RefreshOutcome::Rotated(old));
-        }
-        // Rotated moments ago (within the application's reuse grace): a concurrent or retried
-        // refresh, answered with another rotation in the same family; `rotated_at` keeps the
-        // first rotation, so the grace does not slide.
-        if reuse_grace_secs > 0 {
-            let graced = sqlx::query(
-                "SELECT * FROM refresh_tokens
-                 WHERE environment_id = ? AND token_hash = ? AND rotated_at IS NOT NULL
-                   AND rotated_at > ? AND revoked = FALSE AND expires_at > ?",
-            )
-            .bind(env_id)
-            .bind(token_hash)
-            .bind(now.plus_secs(-reuse_grace_secs).millis())
-            .bind(now.millis())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if let Some(row) = graced {
-                let old = rows::refresh_token(&row)?;
-                insert_refresh_token(&mut *tx, new_token).await?;
-                insert_access_token(&mut *tx, new_access).await?;
-                tx.commit().await.map_err(db_err)?;
-                return Ok(RefreshOutcome::Rotated(old));
-            }
         }
         // Lost: find out whether this is reuse of a rotated (or revoked) token.
         let reused_family: Option<String> = sqlx::query_scalar(
