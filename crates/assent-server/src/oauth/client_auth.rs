@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use assent_core::{Application, OAuthError, TokenEndpointAuthMethod};
 use assent_crypto::{HmacAlg, JwkSet, SigningAlg};
 use assent_store::StoreError;
@@ -20,8 +21,6 @@ use crate::state::AppState;
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// A client assertion may expire at most this far ahead (§3.1).
 pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
-/// Clock skew tolerated on `nbf` and on the assertion-lifetime limit.
-pub const CLOCK_SKEW_SECS: i64 = 5;
 
 /// The one answer to every client-authentication failure. Whatever went wrong (unknown client,
 /// wrong secret, bad signature, wrong method, expired or replayed assertion, unusable keys), the
@@ -237,59 +236,65 @@ async fn verify_assertion(
                 .map_err(|_| invalid_client("The client assertion signature is invalid."))?
         }
     };
-    let now = state.now().secs();
-    let str_claim = |name: &str| claims.get(name).and_then(Value::as_str);
-    if str_claim("iss") != Some(app.id.as_str()) || str_claim("sub") != Some(app.id.as_str()) {
-        return Err(invalid_client(
-            "The client assertion's iss and sub must be the client id.",
-        ));
-    }
+    let now = state.now();
     // CIBA §7.1 / R17: the issuer, the token endpoint and the backchannel endpoint (under
     // either of its names) are all acceptable, wherever the assertion is presented.
     let issuer = state.issuer(&app.environment_id);
-    let accepted = [
+    let accepted = vec![
         issuer.clone(),
         format!("{issuer}/token"),
         format!("{issuer}/cibaAuthorization"),
         format!("{issuer}/bc-authorize"),
         endpoint.to_owned(),
     ];
-    if !audience_matches(claims.get("aud"), &accepted) {
-        return Err(invalid_client(
-            "The client assertion's aud must be the issuer or the endpoint URL.",
-        ));
-    }
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| invalid_client("The client assertion has no valid exp."))?;
-    if exp <= now {
-        return Err(invalid_client("The client assertion has expired."));
-    }
-    if exp > now + MAX_ASSERTION_LIFETIME_SECS + CLOCK_SKEW_SECS {
-        return Err(invalid_client(
-            "The client assertion must not expire more than one hour from now.",
-        ));
-    }
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf
-            .as_i64()
-            .ok_or_else(|| invalid_client("The client assertion's nbf is not a number."))?;
-        if nbf > now + CLOCK_SKEW_SECS {
-            return Err(invalid_client("The client assertion is not valid yet."));
-        }
-    }
-    let jti = str_claim("jti")
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or_else(|| invalid_client("The client assertion has no jti."))?;
+    let rules = ClaimRules {
+        issuer: Some(app.id.clone()),
+        subject: SubjectRule::Equals(app.id.clone()),
+        audiences: Some(accepted),
+        require_exp: true,
+        allow_expired: false,
+        max_lifetime_secs: Some(MAX_ASSERTION_LIFETIME_SECS),
+        nbf: TimeClaimRule::NotInFuture,
+        iat: TimeClaimRule::Ignore,
+        jti: JtiRule::Required {
+            max_len: MAX_JTI_LEN,
+        },
+    };
+    let checked = rules.check(&claims, now).map_err(|e| {
+        invalid_client(match e {
+            ClaimError::Issuer | ClaimError::Subject | ClaimError::MissingSubject => {
+                "The client assertion's iss and sub must be the client id."
+            }
+            ClaimError::Audience => {
+                "The client assertion's aud must be the issuer or the endpoint URL."
+            }
+            ClaimError::MissingExp | ClaimError::InvalidExp => {
+                "The client assertion has no valid exp."
+            }
+            ClaimError::Expired => "The client assertion has expired.",
+            ClaimError::TooFarAhead => {
+                "The client assertion must not expire more than one hour from now."
+            }
+            ClaimError::InvalidNbf => "The client assertion's nbf is not a number.",
+            ClaimError::NotYetValid => "The client assertion is not valid yet.",
+            ClaimError::InvalidIat | ClaimError::IssuedInFuture => {
+                "The client assertion's iat is in the future."
+            }
+            ClaimError::MissingJti | ClaimError::InvalidJti => "The client assertion has no jti.",
+        })
+    })?;
+    let (Some(jti), Some(exp)) = (checked.jti, checked.expires_at) else {
+        // The rules require both; this keeps the single-use record honest if they change.
+        return Err(invalid_client("The client assertion has no jti."));
+    };
     let fresh = state
         .store
         .use_jti(
             &app.environment_id,
             &format!("client_assertion:{}", app.id),
-            jti,
-            assent_core::Timestamp::from_secs(exp),
-            state.now(),
+            &jti,
+            exp,
+            now,
         )
         .await?;
     if !fresh {
@@ -298,18 +303,6 @@ async fn verify_assertion(
         ));
     }
     Ok(())
-}
-
-/// `aud` as a string or an array holding one of `accepted`.
-pub fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
-    match aud {
-        Some(Value::String(s)) => accepted.iter().any(|a| a == s),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|s| accepted.iter().any(|a| a == s)),
-        _ => false,
-    }
 }
 
 /// The application's public keys: its registered `jwks`, or its `jwksUrl` (cached).
