@@ -202,17 +202,11 @@ pub async fn client_secret(
         .store
         .get_application_secret(&app.environment_id, &app.id)
         .await?;
-    let plain = state
-        .secrets
-        .open(
-            &sealed,
-            &crate::v1::applications::secret_aad(&app.environment_id, &app.id),
-        )
+    crate::secrets::open_client_secret(&state.secrets, &app.environment_id, &app.id, &sealed)
         .map_err(|_| {
             tracing::error!(application_id = %app.id, "client secret could not be decrypted");
             invalid_client("The client credentials are invalid.")
-        })?;
-    Ok(String::from_utf8_lossy(&plain).into_owned())
+        })
 }
 
 /// Checks a client assertion's signature and every claim rule of §3.1.
