@@ -2255,7 +2255,7 @@ async fn private_key_jwt_via_jwks_url_is_cached_and_refetched_for_a_new_kid() {
     let h = Harness::with_state(
         |_| {},
         |s| {
-            s.jwks_cache = assent_server::oauth::client_auth::JwksCache::new(true)
+            s.jwks_cache = assent_server::outbound::JwksCache::new(true)
                 .with_min_refresh(std::time::Duration::ZERO)
         },
     )
@@ -2302,7 +2302,7 @@ async fn private_key_jwt_via_jwks_url_is_cached_and_refetched_for_a_new_kid() {
 async fn jwks_url_on_a_private_address_is_refused_without_the_development_switch() {
     let h = Harness::with_state(
         |_| {},
-        |s| s.jwks_cache = assent_server::oauth::client_auth::JwksCache::new(false),
+        |s| s.jwks_cache = assent_server::outbound::JwksCache::new(false),
     )
     .await;
     let (base, _) = h.sandbox().await;
