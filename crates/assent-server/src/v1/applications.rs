@@ -472,7 +472,7 @@ async fn list(
         &format!("/environments/{env_id}/applications"),
         "applications",
         &page,
-        list,
+        &list,
         &[],
         render,
     )))

@@ -138,10 +138,12 @@ enum Auth<'a> {
 
 fn assertion_claims(h: &Harness, client_id: &str, aud: Value) -> Value {
     let t = now(h);
-    json!({
-        "iss": client_id, "sub": client_id, "aud": aud, "iat": t, "exp": t + 120,
+    let mut claims = json!({
+        "iss": client_id, "sub": client_id, "iat": t, "exp": t + 120,
         "jti": assent_crypto::random_token(16),
-    })
+    });
+    claims["aud"] = aud;
+    claims
 }
 
 /// A POST with `pairs` plus the credentials of `auth`.
