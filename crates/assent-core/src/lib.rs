@@ -5,6 +5,7 @@
 pub mod ciba;
 pub mod error;
 pub mod identifier;
+pub mod jwt;
 pub mod model;
 pub mod page;
 pub mod time;

@@ -8,6 +8,8 @@ use assent_core::{SigningAlgorithm, SigningKey, Timestamp, new_id};
 use assent_crypto::{JwkSet, JwsSigner, SecretBox, SigningAlg};
 use assent_store::{Store, StoreError};
 
+use crate::secrets;
+
 /// A rotated key stays in the JWKS this long: longer than any token it signed can live
 /// (ID tokens 1 h, access tokens at most 24 h).
 pub const ROTATED_KEY_RETENTION_SECS: i64 = 24 * 3600 + 3600;
@@ -27,11 +29,6 @@ pub fn crypto_alg(alg: SigningAlgorithm) -> SigningAlg {
         SigningAlgorithm::ES256 => SigningAlg::ES256,
         SigningAlgorithm::EdDSA => SigningAlg::EdDSA,
     }
-}
-
-/// Associated data binding a sealed private key to its environment and kid.
-pub fn key_aad(env_id: &str, kid: &str) -> Vec<u8> {
-    format!("signing-key:{env_id}:{kid}").into_bytes()
 }
 
 #[derive(Clone)]
@@ -64,9 +61,7 @@ impl KeyRing {
         })
         .await
         .map_err(|e| assent_crypto::CryptoError::Internal(e.to_string()))??;
-        let sealed = self
-            .secrets
-            .seal(&material.pkcs8_der, &key_aad(env_id, &kid))?;
+        let sealed = secrets::seal_signing_key(&self.secrets, env_id, &kid, &material.pkcs8_der)?;
         Ok(SigningKey {
             id: kid,
             environment_id: env_id.to_owned(),
@@ -114,9 +109,8 @@ impl KeyRing {
         if let Some(s) = self.cached(&key.id) {
             return Ok(s);
         }
-        let der = self
-            .secrets
-            .open(&key.private_key_sealed, &key_aad(env_id, &key.id))?;
+        let der =
+            secrets::open_signing_key(&self.secrets, env_id, &key.id, &key.private_key_sealed)?;
         let signer = Arc::new(JwsSigner::from_pkcs8(crypto_alg(alg), &key.id, &der)?);
         if let Ok(mut map) = self.signers.lock() {
             map.insert(key.id.clone(), signer.clone());

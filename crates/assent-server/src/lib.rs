@@ -13,6 +13,7 @@ pub mod keys;
 pub mod listener;
 pub mod oauth;
 pub mod outbound;
+pub mod secrets;
 pub mod state;
 pub mod v1;
 

@@ -8,7 +8,7 @@ use assent_store::Store;
 
 use crate::clock::Clock;
 use crate::keys::KeyRing;
-use crate::oauth::client_auth::JwksCache;
+use crate::outbound::JwksCache;
 
 /// Settings the HTTP layer needs (the binary builds them from flags, env vars and TOML).
 #[derive(Clone, Debug)]

@@ -295,6 +295,10 @@ impl Seed {
     }
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "takes the result of the call under test as it is: `assert_not_found(store.x().await)`"
+)]
 fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
     assert!(
         matches!(result, Err(StoreError::NotFound)),

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use assent_crypto::SecretBox;
-use assent_server::keys::key_aad;
-use assent_server::v1::applications::secret_aad;
+use assent_server::secrets;
 use assent_store::{META_KEY_CHECK, Resealed, SealedKind, SealedValue, Store};
 
 use crate::config::{ServeArgs, Settings, parse_secret_key};
@@ -77,10 +76,7 @@ fn read_key_file(path: &Path) -> anyhow::Result<[u8; 32]> {
 
 /// How a sealed value is bound (the same AADs the server seals with).
 fn aad(v: &SealedValue) -> Vec<u8> {
-    match v.kind {
-        SealedKind::ApplicationSecret => secret_aad(&v.environment_id, &v.id),
-        SealedKind::SigningKey => key_aad(&v.environment_id, &v.id),
-    }
+    secrets::aad(v.kind, &v.environment_id, &v.id)
 }
 
 fn describe_value(v: &SealedValue) -> String {
@@ -469,12 +465,17 @@ mod tests {
         if with_secret {
             let app = application(&env.id);
             let sealed = sealer
-                .seal(b"client secret", &secret_aad(&env.id, &app.id))
+                .seal(
+                    b"client secret",
+                    &secrets::client_secret_aad(&env.id, &app.id),
+                )
                 .unwrap();
             store.create_application(&app, &sealed).await.unwrap();
         } else {
             let mut key = signing_key(&env.id, SigningAlgorithm::ES256, NOW);
-            key.private_key_sealed = sealer.seal(b"pkcs8", &key_aad(&env.id, &key.id)).unwrap();
+            key.private_key_sealed = sealer
+                .seal(b"pkcs8", &secrets::signing_key_aad(&env.id, &key.id))
+                .unwrap();
             store.insert_signing_key(&key, NOW).await.unwrap();
         }
         store

@@ -2,6 +2,7 @@
 //! request (CIBA §7, Assent spec §3.2). Validation order: client authentication → application
 //! allowed to use CIBA → parameters → user resolution → abuse limits (spec §9).
 
+use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use assent_core::validate::{
     LoginHint, normalize_phone, parse_acr_values, parse_ciba_scope, parse_login_hint,
     parse_requested_expiry, validate_binding_message,
@@ -16,9 +17,9 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::client_auth::{self, audience_matches};
+use super::client_auth;
 use crate::error::OAuthResponseError;
 use crate::form::OAuthForm;
 use crate::state::AppState;
@@ -329,18 +330,37 @@ async fn check_id_token_hint(
         })?;
     let claims = assent_crypto::verify_jws(token, &keys, ID_TOKEN_ALGS)
         .map_err(|_| bad("the signature does not verify with this environment's keys."))?;
-    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err(bad("it was not issued by this environment."));
-    }
-    if !audience_matches(claims.get("aud"), std::slice::from_ref(&app.id)) {
-        return Err(bad("it was not issued to this client."));
-    }
-    claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| bad("it has no sub."))
+    // CIBA §7.1: an ID token we issued to this client; expired is fine, only `sub` matters.
+    let rules = ClaimRules {
+        issuer: Some(issuer.to_owned()),
+        subject: SubjectRule::Required,
+        audiences: Some(vec![app.id.clone()]),
+        require_exp: false,
+        allow_expired: true,
+        max_lifetime_secs: None,
+        nbf: TimeClaimRule::Ignore,
+        iat: TimeClaimRule::Ignore,
+        jti: JtiRule::Ignore,
+    };
+    let checked = rules.check(&claims, now).map_err(|e| {
+        bad(match e {
+            ClaimError::Issuer => "it was not issued by this environment.",
+            ClaimError::Audience => "it was not issued to this client.",
+            ClaimError::MissingSubject | ClaimError::Subject => "it has no sub.",
+            // Not checked by these rules (a token we signed has a numeric exp).
+            ClaimError::MissingExp
+            | ClaimError::InvalidExp
+            | ClaimError::Expired
+            | ClaimError::TooFarAhead
+            | ClaimError::InvalidNbf
+            | ClaimError::NotYetValid
+            | ClaimError::InvalidIat
+            | ClaimError::IssuedInFuture
+            | ClaimError::MissingJti
+            | ClaimError::InvalidJti => "malformed token.",
+        })
+    })?;
+    checked.subject.ok_or_else(|| bad("it has no sub."))
 }
 
 /// A JWT made by the calling application (PingOne's profile): HS256/384/512 with its client
@@ -371,60 +391,52 @@ async fn check_login_hint_token(
         assent_crypto::verify_jws(token, &keys, &SigningAlg::ALL)
             .map_err(|_| bad("the signature does not verify."))?
     };
-    if claims.get("iss").and_then(Value::as_str) != Some(app.id.as_str()) {
-        return Err(bad("iss must be the client id."));
-    }
-    if !audience_matches(claims.get("aud"), &[issuer.to_owned()]) {
-        return Err(bad("aud must be the issuer."));
-    }
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| bad("exp is required."))?;
-    if exp <= now.secs() {
-        return Err(OAuthError::new(
+    let rules = ClaimRules {
+        issuer: Some(app.id.clone()),
+        subject: SubjectRule::Required,
+        audiences: Some(vec![issuer.to_owned()]),
+        require_exp: true,
+        allow_expired: false,
+        max_lifetime_secs: Some(MAX_LOGIN_HINT_TOKEN_LIFETIME_SECS),
+        nbf: TimeClaimRule::NotInFuture,
+        iat: TimeClaimRule::Ignore,
+        // A token that carries a jti is accepted once, until it expires.
+        jti: JtiRule::Optional {
+            max_len: MAX_JTI_LEN,
+        },
+    };
+    let checked = rules.check(&claims, now).map_err(|e| match e {
+        ClaimError::Expired => OAuthError::new(
             OAuthErrorCode::ExpiredLoginHintToken,
             "The login_hint_token has expired.",
         )
-        .into());
-    }
-    if exp > now.secs() + MAX_LOGIN_HINT_TOKEN_LIFETIME_SECS + client_auth::CLOCK_SKEW_SECS {
-        return Err(bad("exp must be at most 24 hours ahead."));
-    }
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf.as_i64().ok_or_else(|| bad("nbf must be a number."))?;
-        if nbf > now.secs() + client_auth::CLOCK_SKEW_SECS {
-            return Err(bad("it is not valid yet."));
+        .into(),
+        ClaimError::Issuer => bad("iss must be the client id."),
+        ClaimError::Audience => bad("aud must be the issuer."),
+        ClaimError::MissingExp | ClaimError::InvalidExp => bad("exp is required."),
+        ClaimError::TooFarAhead => bad("exp must be at most 24 hours ahead."),
+        ClaimError::InvalidNbf => bad("nbf must be a number."),
+        ClaimError::NotYetValid => bad("it is not valid yet."),
+        ClaimError::InvalidIat | ClaimError::IssuedInFuture => bad("iat is in the future."),
+        ClaimError::MissingSubject | ClaimError::Subject => bad("sub is required."),
+        ClaimError::MissingJti | ClaimError::InvalidJti => {
+            bad("jti must be a non-empty string of at most 256 characters.")
         }
-    }
-    let sub = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| bad("sub is required."))?;
-    // A token that carries a jti is accepted once, until it expires.
-    match claims.get("jti") {
-        None => {}
-        Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= 256 => {
-            let fresh = state
-                .store
-                .use_jti(
-                    &app.environment_id,
-                    &format!("login_hint_token:{}", app.id),
-                    jti,
-                    Timestamp::from_secs(exp),
-                    now,
-                )
-                .await?;
-            if !fresh {
-                return Err(bad("it has already been used (its jti was seen before)."));
-            }
-        }
-        Some(_) => {
-            return Err(bad(
-                "jti must be a non-empty string of at most 256 characters.",
-            ));
+    })?;
+    let sub = checked.subject.ok_or_else(|| bad("sub is required."))?;
+    if let (Some(jti), Some(exp)) = (checked.jti, checked.expires_at) {
+        let fresh = state
+            .store
+            .use_jti(
+                &app.environment_id,
+                &format!("login_hint_token:{}", app.id),
+                &jti,
+                exp,
+                now,
+            )
+            .await?;
+        if !fresh {
+            return Err(bad("it has already been used (its jti was seen before)."));
         }
     }
     Ok(sub)

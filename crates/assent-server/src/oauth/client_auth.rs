@@ -2,10 +2,7 @@
 //! (§3.1, RFC 6749 §2.3, RFC 7523, OIDC Core §9). The application's
 //! `tokenEndpointAuthMethod` decides; any failure is 401 `invalid_client`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
+use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use assent_core::{Application, OAuthError, TokenEndpointAuthMethod};
 use assent_crypto::{HmacAlg, JwkSet, SigningAlg};
 use assent_store::StoreError;
@@ -20,8 +17,6 @@ use crate::state::AppState;
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// A client assertion may expire at most this far ahead (§3.1).
 pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
-/// Clock skew tolerated on `nbf` and on the assertion-lifetime limit.
-pub const CLOCK_SKEW_SECS: i64 = 5;
 
 /// The one answer to every client-authentication failure. Whatever went wrong (unknown client,
 /// wrong secret, bad signature, wrong method, expired or replayed assertion, unusable keys), the
@@ -203,17 +198,11 @@ pub async fn client_secret(
         .store
         .get_application_secret(&app.environment_id, &app.id)
         .await?;
-    let plain = state
-        .secrets
-        .open(
-            &sealed,
-            &crate::v1::applications::secret_aad(&app.environment_id, &app.id),
-        )
+    crate::secrets::open_client_secret(&state.secrets, &app.environment_id, &app.id, &sealed)
         .map_err(|_| {
             tracing::error!(application_id = %app.id, "client secret could not be decrypted");
             invalid_client("The client credentials are invalid.")
-        })?;
-    Ok(String::from_utf8_lossy(&plain).into_owned())
+        })
 }
 
 /// Checks a client assertion's signature and every claim rule of §3.1.
@@ -237,59 +226,65 @@ async fn verify_assertion(
                 .map_err(|_| invalid_client("The client assertion signature is invalid."))?
         }
     };
-    let now = state.now().secs();
-    let str_claim = |name: &str| claims.get(name).and_then(Value::as_str);
-    if str_claim("iss") != Some(app.id.as_str()) || str_claim("sub") != Some(app.id.as_str()) {
-        return Err(invalid_client(
-            "The client assertion's iss and sub must be the client id.",
-        ));
-    }
+    let now = state.now();
     // CIBA §7.1 / R17: the issuer, the token endpoint and the backchannel endpoint (under
     // either of its names) are all acceptable, wherever the assertion is presented.
     let issuer = state.issuer(&app.environment_id);
-    let accepted = [
+    let accepted = vec![
         issuer.clone(),
         format!("{issuer}/token"),
         format!("{issuer}/cibaAuthorization"),
         format!("{issuer}/bc-authorize"),
         endpoint.to_owned(),
     ];
-    if !audience_matches(claims.get("aud"), &accepted) {
-        return Err(invalid_client(
-            "The client assertion's aud must be the issuer or the endpoint URL.",
-        ));
-    }
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| invalid_client("The client assertion has no valid exp."))?;
-    if exp <= now {
-        return Err(invalid_client("The client assertion has expired."));
-    }
-    if exp > now + MAX_ASSERTION_LIFETIME_SECS + CLOCK_SKEW_SECS {
-        return Err(invalid_client(
-            "The client assertion must not expire more than one hour from now.",
-        ));
-    }
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf
-            .as_i64()
-            .ok_or_else(|| invalid_client("The client assertion's nbf is not a number."))?;
-        if nbf > now + CLOCK_SKEW_SECS {
-            return Err(invalid_client("The client assertion is not valid yet."));
-        }
-    }
-    let jti = str_claim("jti")
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or_else(|| invalid_client("The client assertion has no jti."))?;
+    let rules = ClaimRules {
+        issuer: Some(app.id.clone()),
+        subject: SubjectRule::Equals(app.id.clone()),
+        audiences: Some(accepted),
+        require_exp: true,
+        allow_expired: false,
+        max_lifetime_secs: Some(MAX_ASSERTION_LIFETIME_SECS),
+        nbf: TimeClaimRule::NotInFuture,
+        iat: TimeClaimRule::Ignore,
+        jti: JtiRule::Required {
+            max_len: MAX_JTI_LEN,
+        },
+    };
+    let checked = rules.check(&claims, now).map_err(|e| {
+        invalid_client(match e {
+            ClaimError::Issuer | ClaimError::Subject | ClaimError::MissingSubject => {
+                "The client assertion's iss and sub must be the client id."
+            }
+            ClaimError::Audience => {
+                "The client assertion's aud must be the issuer or the endpoint URL."
+            }
+            ClaimError::MissingExp | ClaimError::InvalidExp => {
+                "The client assertion has no valid exp."
+            }
+            ClaimError::Expired => "The client assertion has expired.",
+            ClaimError::TooFarAhead => {
+                "The client assertion must not expire more than one hour from now."
+            }
+            ClaimError::InvalidNbf => "The client assertion's nbf is not a number.",
+            ClaimError::NotYetValid => "The client assertion is not valid yet.",
+            ClaimError::InvalidIat | ClaimError::IssuedInFuture => {
+                "The client assertion's iat is in the future."
+            }
+            ClaimError::MissingJti | ClaimError::InvalidJti => "The client assertion has no jti.",
+        })
+    })?;
+    let (Some(jti), Some(exp)) = (checked.jti, checked.expires_at) else {
+        // The rules require both; this keeps the single-use record honest if they change.
+        return Err(invalid_client("The client assertion has no jti."));
+    };
     let fresh = state
         .store
         .use_jti(
             &app.environment_id,
             &format!("client_assertion:{}", app.id),
-            jti,
-            assent_core::Timestamp::from_secs(exp),
-            state.now(),
+            &jti,
+            exp,
+            now,
         )
         .await?;
     if !fresh {
@@ -298,18 +293,6 @@ async fn verify_assertion(
         ));
     }
     Ok(())
-}
-
-/// `aud` as a string or an array holding one of `accepted`.
-pub fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
-    match aud {
-        Some(Value::String(s)) => accepted.iter().any(|a| a == s),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|s| accepted.iter().any(|a| a == s)),
-        _ => false,
-    }
 }
 
 /// The application's public keys: its registered `jwks`, or its `jwksUrl` (cached).
@@ -335,156 +318,4 @@ pub async fn client_keys(
             tracing::warn!(application_id = %app.id, error = %e, "could not fetch the application's jwksUrl");
             invalid_client("The application's keys could not be retrieved.")
         })
-}
-
-/// Cache of applications' `jwksUrl` documents: fetched on first use, kept for
-/// [`JwksCache::TTL`], and refetched early when an unknown `kid` shows up (at most once per
-/// [`JwksCache::MIN_REFRESH`], so a flood of bogus kids cannot hammer the client's server).
-/// A failed fetch is remembered for [`JwksCache::FAILURE_BACKOFF`], and concurrent misses of
-/// one URL wait for a single fetch, so nobody can turn Assent into a traffic amplifier.
-/// A fetched document (or the reason it could not be had), with when.
-type Fetched = (Instant, Result<JwkSet, String>);
-
-#[derive(Clone)]
-pub struct JwksCache {
-    entries: Arc<Mutex<HashMap<String, Fetched>>>,
-    fetching: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    /// The outbound client with the public-only resolver, the timeout and no redirects — or why
-    /// it could not be built, in which case every fetch is refused (fail closed: never a
-    /// default client without those protections).
-    http: Result<reqwest::Client, String>,
-    allow_private: bool,
-    min_refresh: Duration,
-}
-
-impl JwksCache {
-    pub const TTL: Duration = Duration::from_secs(300);
-    pub const MIN_REFRESH: Duration = Duration::from_secs(10);
-    pub const FAILURE_BACKOFF: Duration = Duration::from_secs(15);
-    const MAX_BYTES: usize = 256 * 1024;
-
-    pub fn new(allow_private: bool) -> Self {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none());
-        if !allow_private {
-            // Names are resolved once, by a resolver that drops private addresses: the address
-            // checked is the address connected to (no DNS-rebinding window).
-            builder = builder.dns_resolver(Arc::new(crate::outbound::PublicOnlyResolver));
-        }
-        let http = builder.build().map_err(|e| {
-            tracing::error!(error = %e, "the outbound HTTP client for jwksUrl could not be built; jwksUrl fetches are refused");
-            e.to_string()
-        });
-        Self::with_client(http, allow_private)
-    }
-
-    /// A cache over a given outbound client (or the reason there is none: every fetch fails).
-    pub fn with_client(http: Result<reqwest::Client, String>, allow_private: bool) -> Self {
-        JwksCache {
-            entries: Arc::default(),
-            fetching: Arc::default(),
-            http,
-            allow_private,
-            min_refresh: Self::MIN_REFRESH,
-        }
-    }
-
-    /// The same cache with another early-refetch spacing (tests use zero).
-    pub fn with_min_refresh(mut self, min_refresh: Duration) -> Self {
-        self.min_refresh = min_refresh;
-        self
-    }
-
-    /// A cached answer still good for this `kid`, if any.
-    fn fresh(&self, url: &str, kid: Option<&str>) -> Option<Result<JwkSet, String>> {
-        let map = self.entries.lock().ok()?;
-        let (fetched, result) = map.get(url)?;
-        let age = fetched.elapsed();
-        match result {
-            Ok(set) => {
-                let knows_kid = kid.is_none_or(|k| set.contains_kid(k));
-                (age < Self::TTL && (knows_kid || age < self.min_refresh)).then(|| Ok(set.clone()))
-            }
-            Err(e) => (age < Self::FAILURE_BACKOFF).then(|| Err(e.clone())),
-        }
-    }
-
-    pub async fn get(&self, url: &str, kid: Option<&str>) -> Result<JwkSet, String> {
-        if let Some(answer) = self.fresh(url, kid) {
-            return answer;
-        }
-        let gate = {
-            let mut map = self
-                .fetching
-                .lock()
-                .map_err(|_| "cache poisoned".to_owned())?;
-            map.entry(url.to_owned()).or_default().clone()
-        };
-        let _one_fetch = gate.lock().await;
-        // Whoever held the gate before us may have fetched what we need.
-        if let Some(answer) = self.fresh(url, kid) {
-            return answer;
-        }
-        let result = self.fetch(url).await;
-        if let Ok(mut map) = self.entries.lock() {
-            map.insert(url.to_owned(), (Instant::now(), result.clone()));
-        }
-        result
-    }
-
-    async fn fetch(&self, url: &str) -> Result<JwkSet, String> {
-        let http = self
-            .http
-            .as_ref()
-            .map_err(|e| format!("no outbound HTTP client: {e}"))?;
-        if !self.allow_private {
-            crate::outbound::check_public_target(url).await?;
-        }
-        let mut response = http
-            .get(url)
-            .header(header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("status {}", response.status()));
-        }
-        let too_large = || "jwks document too large".to_owned();
-        if response
-            .content_length()
-            .is_some_and(|n| n > Self::MAX_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        // Read at most MAX_BYTES, whatever the server claims.
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > Self::MAX_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let value: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        JwkSet::parse(&value).map_err(|e| e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::JwksCache;
-
-    /// Fail closed: without the protected client, a fetch is refused rather than made with a
-    /// default client (no public-only resolver, no timeout, redirects followed).
-    #[tokio::test]
-    async fn no_outbound_client_means_no_fetch() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        let cache = JwksCache::with_client(Err("TLS backend unavailable".into()), true);
-        let err = cache.get(&url, None).await.unwrap_err();
-        assert!(err.contains("no outbound HTTP client"), "{err}");
-        // Nothing connected to the listener.
-        assert!(listener.accept().is_err());
-    }
 }

@@ -1,6 +1,7 @@
 //! Minting and checking the tokens Assent issues (§3.5): ID tokens (OIDC Core §2), JWT access
 //! tokens (RFC 9068, `typ: at+jwt`) and opaque, rotating refresh tokens.
 
+use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use assent_core::{
     AccessTokenRecord, Application, IssuedTokens, OAuthError, OAuthErrorCode, RefreshTokenRecord,
     SigningAlgorithm, Timestamp, User,
@@ -261,23 +262,42 @@ pub async fn check_access_token(
         })?;
     let claims = assent_crypto::verify_jws(token, &keys, &[SigningAlg::RS256])
         .map_err(|_| AccessTokenProblem::Invalid)?;
-    if claims.get("iss").and_then(Value::as_str) != Some(state.issuer(env_id).as_str()) {
-        return Err(AccessTokenProblem::Invalid);
-    }
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or(AccessTokenProblem::Invalid)?;
-    if exp <= now.secs() {
-        return Err(AccessTokenProblem::Expired);
-    }
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .ok_or(AccessTokenProblem::Invalid)?;
+    // Our own token: its signature already vouches for aud, lifetime and nbf; what can go
+    // wrong is another environment's token (iss), the passing of time (exp), and revocation,
+    // looked up by jti.
+    let rules = ClaimRules {
+        issuer: Some(state.issuer(env_id)),
+        subject: SubjectRule::Ignore,
+        audiences: None,
+        require_exp: true,
+        allow_expired: false,
+        max_lifetime_secs: None,
+        nbf: TimeClaimRule::Ignore,
+        iat: TimeClaimRule::Ignore,
+        jti: JtiRule::Required {
+            max_len: MAX_JTI_LEN,
+        },
+    };
+    let checked = rules.check(&claims, now).map_err(|e| match e {
+        ClaimError::Expired => AccessTokenProblem::Expired,
+        ClaimError::Issuer
+        | ClaimError::MissingSubject
+        | ClaimError::Subject
+        | ClaimError::Audience
+        | ClaimError::MissingExp
+        | ClaimError::InvalidExp
+        | ClaimError::TooFarAhead
+        | ClaimError::InvalidNbf
+        | ClaimError::NotYetValid
+        | ClaimError::InvalidIat
+        | ClaimError::IssuedInFuture
+        | ClaimError::MissingJti
+        | ClaimError::InvalidJti => AccessTokenProblem::Invalid,
+    })?;
+    let jti = checked.jti.ok_or(AccessTokenProblem::Invalid)?;
     let record = state
         .store
-        .get_access_token(env_id, jti)
+        .get_access_token(env_id, &jti)
         .await?
         .ok_or(AccessTokenProblem::Invalid)?;
     if record.revoked {

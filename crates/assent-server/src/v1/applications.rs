@@ -17,6 +17,7 @@ use super::{
     not_found_as, require_object, string_field,
 };
 use crate::error::ApiError;
+use crate::secrets;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -39,11 +40,6 @@ pub fn router() -> Router<AppState> {
 /// client assertions (RFC 7518 §3.2: a key at least as long as the hash).
 pub fn new_client_secret() -> String {
     assent_crypto::random_token(64)
-}
-
-/// Associated data binding a sealed secret to its application.
-pub fn secret_aad(env_id: &str, app_id: &str) -> Vec<u8> {
-    format!("client-secret:{env_id}:{app_id}").into_bytes()
 }
 
 pub fn render(app: &Application) -> Value {
@@ -450,10 +446,8 @@ async fn create(
     }
     apply(&state, &mut app, &body)?;
     let secret = new_client_secret();
-    let sealed = state
-        .secrets
-        .seal(secret.as_bytes(), &secret_aad(&env_id, &app.id))
-        .map_err(|_| {
+    let sealed =
+        secrets::seal_client_secret(&state.secrets, &env_id, &app.id, &secret).map_err(|_| {
             ApiError::new(
                 crate::error::ApiErrorCode::UnexpectedError,
                 "Sealing failed.",
@@ -478,7 +472,7 @@ async fn list(
         &format!("/environments/{env_id}/applications"),
         "applications",
         &page,
-        list,
+        &list,
         &[],
         render,
     )))
@@ -550,17 +544,13 @@ pub fn open_secret(
     app_id: &str,
     sealed: &[u8],
 ) -> Result<String, ApiError> {
-    let plain = state
-        .secrets
-        .open(sealed, &secret_aad(env_id, app_id))
-        .map_err(|_| {
+    secrets::open_client_secret(&state.secrets, env_id, app_id, sealed).map_err(|_| {
             tracing::error!(application_id = %app_id, "client secret could not be decrypted (wrong secret_key?)");
             ApiError::new(
                 crate::error::ApiErrorCode::UnexpectedError,
                 "The secret could not be decrypted.",
             )
-        })?;
-    Ok(String::from_utf8_lossy(&plain).into_owned())
+        })
 }
 
 async fn rotate_secret(
@@ -569,10 +559,8 @@ async fn rotate_secret(
 ) -> Result<Json<Value>, ApiError> {
     load(&state, &env_id, &app_id).await?;
     let secret = new_client_secret();
-    let sealed = state
-        .secrets
-        .seal(secret.as_bytes(), &secret_aad(&env_id, &app_id))
-        .map_err(|_| {
+    let sealed =
+        secrets::seal_client_secret(&state.secrets, &env_id, &app_id, &secret).map_err(|_| {
             ApiError::new(
                 crate::error::ApiErrorCode::UnexpectedError,
                 "Sealing failed.",

@@ -157,7 +157,7 @@ async fn list(
         &format!("/environments/{env_id}/cibaRequests"),
         "cibaRequests",
         &page,
-        list,
+        &list,
         &extra,
         |r| render(r, &names, now),
     )))

@@ -174,7 +174,7 @@ async fn list(
         "/environments",
         "environments",
         &page,
-        list,
+        &list,
         &[],
         render,
     )))

@@ -209,7 +209,7 @@ pub fn list_body<T>(
     path: &str,
     name: &str,
     page: &Page,
-    list: ListPage<T>,
+    list: &ListPage<T>,
     extra_query: &[(&str, String)],
     render: impl Fn(&T) -> Value,
 ) -> Value {

@@ -295,7 +295,7 @@ async fn list(
         &format!("/environments/{env_id}/users"),
         "users",
         &page,
-        list,
+        &list,
         &extra,
         render,
     )))

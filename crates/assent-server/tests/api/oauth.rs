@@ -138,10 +138,12 @@ enum Auth<'a> {
 
 fn assertion_claims(h: &Harness, client_id: &str, aud: Value) -> Value {
     let t = now(h);
-    json!({
-        "iss": client_id, "sub": client_id, "aud": aud, "iat": t, "exp": t + 120,
+    let mut claims = json!({
+        "iss": client_id, "sub": client_id, "iat": t, "exp": t + 120,
         "jti": assent_crypto::random_token(16),
-    })
+    });
+    claims["aud"] = aud;
+    claims
 }
 
 /// A POST with `pairs` plus the credentials of `auth`.
@@ -2255,7 +2257,7 @@ async fn private_key_jwt_via_jwks_url_is_cached_and_refetched_for_a_new_kid() {
     let h = Harness::with_state(
         |_| {},
         |s| {
-            s.jwks_cache = assent_server::oauth::client_auth::JwksCache::new(true)
+            s.jwks_cache = assent_server::outbound::JwksCache::new(true)
                 .with_min_refresh(std::time::Duration::ZERO)
         },
     )
@@ -2302,7 +2304,7 @@ async fn private_key_jwt_via_jwks_url_is_cached_and_refetched_for_a_new_kid() {
 async fn jwks_url_on_a_private_address_is_refused_without_the_development_switch() {
     let h = Harness::with_state(
         |_| {},
-        |s| s.jwks_cache = assent_server::oauth::client_auth::JwksCache::new(false),
+        |s| s.jwks_cache = assent_server::outbound::JwksCache::new(false),
     )
     .await;
     let (base, _) = h.sandbox().await;
@@ -3225,4 +3227,193 @@ async fn unknown_endpoint_and_wrong_method_are_oauth_errors() {
     // A path parameter that is not UTF-8, refused by axum's Path extractor.
     let r = h.get("/%ff/as/jwks", None).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+/// The claim rules of hints, pinned to their exact sentences and their edges (one shared
+/// checker, `assent_core::jwt`, decides them; each caller keeps its own words).
+#[tokio::test]
+async fn hint_claim_failures_keep_their_sentences_and_edges() {
+    let h = Harness::new().await;
+    let (c, user) = h.sandbox().await;
+    let t = now(&h);
+    let lht = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = lht_claims(&h, &c, &user);
+        edit(&mut claims);
+        hmac_lht(&c, &claims)
+    };
+    let remove = |name: &'static str| {
+        move |v: &mut Value| {
+            v.as_object_mut().unwrap().remove(name);
+        }
+    };
+    let set = |name: &'static str, value: Value| move |v: &mut Value| v[name] = value.clone();
+    let prefix = "The login_hint_token is not valid: ";
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "other iss",
+            lht(&set("iss", json!("someone"))),
+            "iss must be the client id.",
+        ),
+        (
+            "aud missing",
+            lht(&remove("aud")),
+            "aud must be the issuer.",
+        ),
+        ("no exp", lht(&remove("exp")), "exp is required."),
+        (
+            "exp not a number",
+            lht(&set("exp", json!("soon"))),
+            "exp is required.",
+        ),
+        (
+            "exp a day and 6 s ahead",
+            lht(&set("exp", json!(t + 24 * 3600 + 6))),
+            "exp must be at most 24 hours ahead.",
+        ),
+        (
+            "nbf not a number",
+            lht(&set("nbf", json!("now"))),
+            "nbf must be a number.",
+        ),
+        (
+            "nbf 6 s ahead",
+            lht(&set("nbf", json!(t + 6))),
+            "it is not valid yet.",
+        ),
+        ("no sub", lht(&remove("sub")), "sub is required."),
+        ("empty sub", lht(&set("sub", json!(""))), "sub is required."),
+        (
+            "jti too long",
+            lht(&set("jti", json!("j".repeat(257)))),
+            "jti must be a non-empty string of at most 256 characters.",
+        ),
+    ];
+    for (case, token, why) in &cases {
+        let r = with_lht(&h, &c, token).await;
+        assert_validation(&r, "invalid_request");
+        assert!(
+            r.description().contains(&format!("{prefix}{why}")),
+            "{case}: {}",
+            r.text
+        );
+    }
+    // Within the skew, and at the longest jti: accepted.
+    for (case, token) in [
+        (
+            "exp a day and 5 s ahead",
+            lht(&set("exp", json!(t + 24 * 3600 + 5))),
+        ),
+        ("nbf 5 s ahead", lht(&set("nbf", json!(t + 5)))),
+        ("jti of 256", lht(&set("jti", json!("j".repeat(256))))),
+    ] {
+        let r = with_lht(&h, &c, &token).await;
+        assert_eq!(r.status, StatusCode::OK, "{case}: {}", r.text);
+    }
+    // Expired (at the instant of exp, no grace) is its own error, and wins over a missing sub.
+    for (case, token) in [
+        ("exp now", lht(&set("exp", json!(t)))),
+        ("expired without sub", {
+            let mut claims = lht_claims(&h, &c, &user);
+            claims["exp"] = json!(t - 1);
+            claims.as_object_mut().unwrap().remove("sub");
+            hmac_lht(&c, &claims)
+        }),
+    ] {
+        let r = with_lht(&h, &c, &token).await;
+        assert_validation(&r, "expired_login_hint_token");
+        assert!(
+            r.description()
+                .contains("The login_hint_token has expired."),
+            "{case}: {}",
+            r.text
+        );
+    }
+
+    // id_token_hint: signed with this environment's key, so that only the claims are at fault.
+    let signer = h
+        .state
+        .keys
+        .signer(
+            &c.env_id,
+            assent_core::SigningAlgorithm::RS256,
+            h.state.now(),
+        )
+        .await
+        .unwrap();
+    let idt = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = json!({
+            "iss": h.issuer(&c.env_id), "sub": user, "aud": c.id, "iat": t, "exp": t + 3600,
+        });
+        edit(&mut claims);
+        signer.sign(Some("JWT"), &claims).unwrap()
+    };
+    let idt_cases: Vec<(&str, String, &str)> = vec![
+        (
+            "another issuer",
+            idt(&set("iss", json!(h.issuer("other-env")))),
+            "it was not issued by this environment.",
+        ),
+        (
+            "another client",
+            idt(&set("aud", json!(["someone-else"]))),
+            "it was not issued to this client.",
+        ),
+        ("no sub", idt(&remove("sub")), "it has no sub."),
+    ];
+    for (case, hint, why) in &idt_cases {
+        let r = with_id_token_hint(&h, &c, hint).await;
+        assert_validation(&r, "invalid_request");
+        assert!(
+            r.description()
+                .contains(&format!("The id_token_hint is not valid: {why}")),
+            "{case}: {}",
+            r.text
+        );
+    }
+    // Expired long ago, with aud as an array: still names the user (CIBA §7.1).
+    let old = idt(&|v: &mut Value| {
+        v["exp"] = json!(t - 86_400);
+        v["aud"] = json!(["x", c.id]);
+    });
+    let r = with_id_token_hint(&h, &c, &old).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+/// The client-assertion time rules at their edges: `exp` at `now` is expired, one hour and 5 s
+/// ahead is the limit, `nbf` may be up to 5 s ahead.
+#[tokio::test]
+async fn client_assertion_time_edges() {
+    let h = Harness::new().await;
+    let (base, _) = h.sandbox().await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "CLIENT_SECRET_JWT"}),
+        )
+        .await;
+    let issuer = h.issuer(&c.env_id);
+    let t = now(&h);
+    let assertion = |name: &str, value: i64| {
+        let mut claims = assertion_claims(&h, &c.id, json!(issuer));
+        claims[name] = json!(value);
+        sign_hmac_jws(HmacAlg::HS256, c.secret.as_bytes(), &claims).unwrap()
+    };
+    for (case, jwt, accepted) in [
+        ("exp now", assertion("exp", t), false),
+        ("exp in 1 s", assertion("exp", t + 1), true),
+        ("exp 1 h 5 s ahead", assertion("exp", t + 3605), true),
+        ("exp 1 h 6 s ahead", assertion("exp", t + 3606), false),
+        ("nbf 5 s ahead", assertion("nbf", t + 5), true),
+        ("nbf 6 s ahead", assertion("nbf", t + 6), false),
+    ] {
+        let r = token_with_assertion(&h, &c.env_id, &jwt).await;
+        if accepted {
+            // Authenticated: invalid_grant on the never-issued auth_req_id.
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{case}: {}", r.text);
+            assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+        } else {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{case}: {}", r.text);
+            assert_invalid_client(&r);
+        }
+    }
 }

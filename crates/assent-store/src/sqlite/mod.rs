@@ -143,6 +143,10 @@ const UNIQUE_FIELDS: &[&str] = &[
 /// The one mapping from database errors to `StoreError`: unique violations become
 /// `Conflict(<field>)`, foreign-key violations (the environment, application or user referred to
 /// does not exist) `NotFound`, undecodable values `Corrupt`, the rest `Database`.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "by value so that every query reads `.map_err(db_err)`"
+)]
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
@@ -164,7 +168,7 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 }
 
 /// `Ok(())` if a write touched a row, `NotFound` otherwise.
-fn found(result: sqlx::sqlite::SqliteQueryResult) -> StoreResult<()> {
+fn found(result: &sqlx::sqlite::SqliteQueryResult) -> StoreResult<()> {
     if result.rows_affected() == 0 {
         Err(StoreError::NotFound)
     } else {
@@ -504,7 +508,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
-        found(result)
+        found(&result)
     }
 
     async fn delete_environment(&self, id: &str) -> StoreResult<()> {
@@ -514,7 +518,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        found(result)
+        found(&result)
     }
 
     // --- applications -------------------------------------------------------------------
@@ -612,7 +616,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
-        found(result)
+        found(&result)
     }
 
     async fn delete_application(&self, env_id: &str, id: &str) -> StoreResult<()> {
@@ -623,7 +627,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        found(result)
+        found(&result)
     }
 
     async fn get_application_secret(&self, env_id: &str, id: &str) -> StoreResult<Vec<u8>> {
@@ -656,7 +660,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
-        found(result)
+        found(&result)
     }
 
     // --- users --------------------------------------------------------------------------
@@ -812,7 +816,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
-        found(result)
+        found(&result)
     }
 
     async fn delete_user(&self, env_id: &str, id: &str) -> StoreResult<()> {
@@ -823,7 +827,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        found(result)
+        found(&result)
     }
 
     // --- signing keys -------------------------------------------------------------------

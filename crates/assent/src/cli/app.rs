@@ -199,7 +199,7 @@ pub async fn run(api: &Api, cmd: AppCommand) -> Result<()> {
                     cell(a, "cibaSettings.deliveryMode"),
                 ]);
             }
-            print_listing(api, "applications", "applications", &listing, t)
+            print_listing(api, "applications", "applications", &listing, &t)
         }
         AppCommand::Show { env, id } => {
             let url = api.url(&["environments", &env.env, "applications", &id])?;

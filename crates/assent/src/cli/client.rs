@@ -437,7 +437,7 @@ mod tests {
     use super::*;
 
     fn url(s: &str) -> Url {
-        Url::parse(s).unwrap_or_else(|e| unreachable!("bad test URL {s}: {e}"))
+        Url::parse(s).unwrap_or_else(|e| panic!("bad test URL {s}: {e}"))
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -449,7 +449,7 @@ mod tests {
             "assent-cli-test-{name}-{}-{nanos}",
             std::process::id()
         ));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| unreachable!("mkdir: {e}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
         dir
     }
 

@@ -109,7 +109,7 @@ pub async fn run(api: &Api, cmd: EnvCommand) -> Result<()> {
                     cell(e, "description"),
                 ]);
             }
-            print_listing(api, "environments", "environments", &listing, t)
+            print_listing(api, "environments", "environments", &listing, &t)
         }
         EnvCommand::Show { id } => {
             let env = api.get(api.url(&["environments", &id])?).await?;

@@ -42,7 +42,7 @@ pub async fn run(api: &Api, cmd: KeyCommand) -> Result<()> {
                     cell(k, "retireAt"),
                 ]);
             }
-            print_listing(api, "signingKeys", "signing keys", &listing, t)
+            print_listing(api, "signingKeys", "signing keys", &listing, &t)
         }
         KeyCommand::Rotate { env, algorithm } => {
             let url = api.url(&["environments", &env.env, "signingKeys"])?;

@@ -203,7 +203,7 @@ fn print_listing(
     resource: &str,
     what: &str,
     listing: &client::Listing,
-    table: table::Table,
+    table: &table::Table,
 ) -> Result<()> {
     if api.json {
         return print_json(&listing.to_json(resource));

@@ -119,7 +119,7 @@ pub async fn run(api: &Api, cmd: RequestCommand) -> Result<()> {
                     cell(r, "bindingMessage"),
                 ]);
             }
-            print_listing(api, "cibaRequests", "requests", &listing, t)
+            print_listing(api, "cibaRequests", "requests", &listing, &t)
         }
         RequestCommand::Show { env, id } => {
             let r = api

@@ -131,7 +131,7 @@ pub async fn run(api: &Api, cmd: UserCommand) -> Result<()> {
                     auto_decision(u),
                 ]);
             }
-            print_listing(api, "users", "users", &listing, t)
+            print_listing(api, "users", "users", &listing, &t)
         }
         UserCommand::Show { env, id } => {
             let user = api

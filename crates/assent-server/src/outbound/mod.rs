@@ -4,6 +4,10 @@
 
 use std::net::IpAddr;
 
+mod jwks;
+
+pub use jwks::JwksCache;
+
 /// Whether an address is one a client could use to make Assent reach inside its network
 /// (or anything that is not ordinary public unicast).
 pub fn is_private(ip: IpAddr) -> bool {
