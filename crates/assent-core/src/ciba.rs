@@ -3,7 +3,8 @@
 
 use crate::error::{OAuthError, OAuthErrorCode};
 use crate::model::{
-    AbuseLimits, CibaRequest, CibaStatus, Decision, DecisionChannel, EnvironmentType,
+    AbuseLimits, CibaRequest, CibaStatus, Decision, DecisionChannel, DecisionOutcome,
+    EnvironmentType,
 };
 use crate::time::Timestamp;
 
@@ -39,6 +40,15 @@ pub enum PollVerdict {
         error: OAuthError,
         update: Option<PollUpdate>,
     },
+}
+
+/// The status a request takes when `outcome` is stored (APPROVED, DENIED, CANCELLED).
+pub fn decided_status(outcome: DecisionOutcome) -> CibaStatus {
+    match outcome {
+        DecisionOutcome::Approve => CibaStatus::Approved,
+        DecisionOutcome::Deny => CibaStatus::Denied,
+        DecisionOutcome::Cancel => CibaStatus::Cancelled,
+    }
 }
 
 /// Judge a poll of `req` by `client_id` arriving at `now`. Pure: the caller persists the update.
@@ -268,6 +278,20 @@ pub fn satisfied_acr(acr_values: Option<&str>, channel: DecisionChannel) -> Opti
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_outcome_is_stored_as_its_own_status() {
+        use super::{CibaStatus, DecisionOutcome, decided_status};
+        assert_eq!(
+            decided_status(DecisionOutcome::Approve),
+            CibaStatus::Approved
+        );
+        assert_eq!(decided_status(DecisionOutcome::Deny), CibaStatus::Denied);
+        assert_eq!(
+            decided_status(DecisionOutcome::Cancel),
+            CibaStatus::Cancelled
+        );
+    }
+
     use super::*;
     use crate::error::OAuthErrorCode;
     use crate::model::DeliveryMode;

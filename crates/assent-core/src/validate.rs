@@ -226,6 +226,20 @@ pub fn parse_login_hint(hint: &str) -> LoginHint {
     }
 }
 
+/// How many users with a number the store must fetch for [`phone_owner`] to judge.
+pub const PHONE_OWNER_CANDIDATES: i64 = 2;
+
+/// Who a phone number names, given the users that have it (at least
+/// [`PHONE_OWNER_CANDIDATES`] of them when there are that many). Numbers are not unique: a
+/// number two users share names nobody (an ambiguous hint must not pick somebody).
+pub fn phone_owner<T>(candidates: Vec<T>) -> Option<T> {
+    let mut candidates = candidates.into_iter();
+    match (candidates.next(), candidates.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
 /// Normalise a phone number for comparison: keep a leading `+` and the digits.
 pub fn normalize_phone(phone: &str) -> String {
     let mut out = String::new();
@@ -266,6 +280,15 @@ pub fn plausible_auth_req_id(id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_number_names_its_only_owner_and_a_shared_one_nobody() {
+        use super::phone_owner;
+        assert_eq!(phone_owner::<&str>(vec![]), None);
+        assert_eq!(phone_owner(vec!["alice"]), Some("alice"));
+        assert_eq!(phone_owner(vec!["alice", "bob"]), None);
+        assert_eq!(phone_owner(vec!["alice", "bob", "carol"]), None);
+    }
+
     use super::*;
 
     #[test]

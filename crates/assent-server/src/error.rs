@@ -238,7 +238,7 @@ impl From<StoreError> for ApiError {
                 message: format!("The {field} is already in use in this environment."),
                 details: vec![ApiErrorDetail {
                     code: "UNIQUENESS_VIOLATION",
-                    target: field.clone(),
+                    target: field.as_str().to_owned(),
                     message: format!("{field} must be unique within the environment."),
                 }],
             },

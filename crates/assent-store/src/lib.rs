@@ -1,5 +1,7 @@
-//! Assent's persistence. One [`Store`] trait, whose semantics hold on SQLite and PostgreSQL
-//! alike: every state change that must be atomic (decisions, redemption, poll bookkeeping,
+//! Assent's persistence. The [`Store`] is made of small traits, one per aggregate
+//! ([`DirectoryStore`], [`KeyStore`], [`CibaStore`], [`TokenStore`], [`JtiStore`],
+//! [`Housekeeping`]) plus [`WakeUps`]; bring them into scope with `use assent_store::prelude::*`.
+//! Their semantics hold on SQLite and PostgreSQL alike: every state change that must be atomic (decisions, redemption, poll bookkeeping,
 //! refresh-token rotation, single-use `jti`s) is a single conditional write that reports
 //! whether it won, so no race between requests or nodes can issue tokens twice.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -10,20 +12,32 @@ use assent_core::{
     ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User,
 };
 
+mod open;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+mod wakeups;
 
+pub use open::{StoreConfig, open};
 pub use sqlite::SqliteStore;
+pub use wakeups::{InProcessWakeUps, WakeKey, WakeUp, WakeUps};
+
+/// The store traits, for callers that hold a concrete store or a generic one
+/// (`Arc<dyn Store>` reaches every method without them).
+pub mod prelude {
+    pub use crate::{
+        CibaStore, DirectoryStore, Housekeeping, JtiStore, KeyStore, Store, TokenStore, WakeUps,
+    };
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The row does not exist (in this environment).
     #[error("not found")]
     NotFound,
-    /// A uniqueness constraint was violated; the string names the field (e.g. "username").
+    /// A uniqueness constraint was violated on the named field.
     #[error("{0} must be unique")]
-    Conflict(String),
+    Conflict(UniqueField),
     /// The database is unreachable or failed.
     #[error("database error: {0}")]
     Database(String),
@@ -34,9 +48,49 @@ pub enum StoreError {
     /// (for example a username that is not a valid identifier).
     #[error("invalid value: {0}")]
     Invalid(String),
+    /// The configured backend cannot be used (unknown or not yet available database URL).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a [`StoreError::Conflict`] is about: the field whose uniqueness a write would break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UniqueField {
+    Username,
+    Email,
+    AuthReqId,
+    TokenHash,
+    Jti,
+    Algorithm,
+    /// A row's own id (or a uniqueness the store cannot name more precisely).
+    Id,
+    /// The set of sealed values changed since it was listed ([`KeyStore::reseal_all`]).
+    SealedValues,
+}
+
+impl UniqueField {
+    /// The field's name as the API reports it (`target` of a uniqueness violation).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UniqueField::Username => "username",
+            UniqueField::Email => "email",
+            UniqueField::AuthReqId => "auth_req_id",
+            UniqueField::TokenHash => "token_hash",
+            UniqueField::Jti => "jti",
+            UniqueField::Algorithm => "algorithm",
+            UniqueField::Id => "id",
+            UniqueField::SealedValues => "sealed values",
+        }
+    }
+}
+
+impl std::fmt::Display for UniqueField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Filters for listing CIBA requests. `status` filters by the status a reader sees at `now`
 /// (so `Expired` finds unredeemed requests past their expiry, `Pending` excludes them).
@@ -71,7 +125,7 @@ pub enum Admission {
     },
 }
 
-/// Name of the [`Store::get_server_meta`] entry holding the at-rest key check.
+/// Name of the [`KeyStore::get_server_meta`] entry holding the at-rest key check.
 pub const META_KEY_CHECK: &str = "at_rest_key_check";
 
 /// What a value sealed under the at-rest key is, which says how it is bound (its AAD).
@@ -99,11 +153,38 @@ pub struct Resealed {
     pub new_sealed: Vec<u8>,
 }
 
+/// Everything Assent persists: one value per backend, shared as `Arc<dyn Store>`.
+pub trait Store:
+    DirectoryStore + KeyStore + CibaStore + TokenStore + JtiStore + Housekeeping + WakeUps + 'static
+{
+}
+
+impl<T> Store for T where
+    T: DirectoryStore
+        + KeyStore
+        + CibaStore
+        + TokenStore
+        + JtiStore
+        + Housekeeping
+        + WakeUps
+        + 'static
+{
+}
+
+/// Liveness and clean-up.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Housekeeping: Send + Sync {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Deletes what is past keeping at `now` (expired jtis, tokens, requests answerable no
+    /// longer). Returns rows deleted.
+    async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Environments, their applications and their users.
+#[async_trait::async_trait]
+pub trait DirectoryStore: Send + Sync {
     // --- environments -------------------------------------------------------------------
     async fn create_environment(&self, env: &Environment) -> StoreResult<()>;
     async fn get_environment(&self, id: &str) -> StoreResult<Environment>;
@@ -135,7 +216,7 @@ pub trait Store: Send + Sync + 'static {
     // --- users --------------------------------------------------------------------------
     /// Usernames and emails are unique per environment under the identifier profile of
     /// `assent_core::identifier` (RFC 8265 UsernameCaseMapped: NFC, case-mapped)
-    /// (`StoreError::Conflict("username" | "email")`); both must already be valid identifiers.
+    /// (`StoreError::Conflict(UniqueField::Username | UniqueField::Email)`); both must already be valid identifiers.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
     async fn get_user(&self, env_id: &str, id: &str) -> StoreResult<User>;
     /// Match under the identifier profile; a string that is not a valid identifier finds nobody.
@@ -159,7 +240,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ListPage<User>>;
     async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn delete_user(&self, env_id: &str, id: &str) -> StoreResult<()>;
+}
 
+/// Signing keys, the values sealed under the at-rest key, and server-wide values.
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync {
     // --- signing keys -------------------------------------------------------------------
     /// Stores `key` as the current key for its algorithm; the previous current key of that
     /// algorithm (if any) stops being current and gets `retire_at = previous_retire_at`. Atomic.
@@ -180,6 +265,24 @@ pub trait Store: Send + Sync + 'static {
     /// algorithm end with one key, whichever insert won).
     async fn insert_signing_key_if_absent(&self, key: &SigningKey) -> StoreResult<SigningKey>;
 
+    // --- server-wide values and the at-rest key --------------------------------------
+    /// A server-wide value (e.g. [`META_KEY_CHECK`]); `None` if never written.
+    async fn get_server_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Inserts or replaces a server-wide value.
+    async fn put_server_meta(&self, name: &str, value: &[u8]) -> StoreResult<()>;
+    /// Every value sealed under the at-rest key, in every environment (client secrets and
+    /// signing private keys), in a stable order.
+    async fn list_sealed_values(&self) -> StoreResult<Vec<SealedValue>>;
+    /// In ONE transaction: replaces each `old` sealed value by its `new_sealed` and sets the
+    /// server-wide value `meta.0` to `meta.1` (the new key check). Changes nothing and fails
+    /// with `Conflict(UniqueField::SealedValues)` unless `resealed` covers exactly the sealed values the
+    /// database holds, each still as `old` says (no value added, changed or missed meanwhile).
+    async fn reseal_all(&self, resealed: &[Resealed], meta: (&str, &[u8])) -> StoreResult<()>;
+}
+
+/// CIBA requests.
+#[async_trait::async_trait]
+pub trait CibaStore: Send + Sync {
     // --- CIBA requests ------------------------------------------------------------------
     /// Durable on return.
     async fn insert_ciba_request(&self, req: &CibaRequest) -> StoreResult<()>;
@@ -229,7 +332,11 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         tokens: &IssuedTokens,
     ) -> StoreResult<bool>;
+}
 
+/// Access and refresh tokens.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync {
     // --- tokens -------------------------------------------------------------------------
     async fn get_access_token(
         &self,
@@ -264,7 +371,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RefreshOutcome>;
     /// Revokes every refresh token of the family and the access tokens issued with them.
     async fn revoke_refresh_family(&self, env_id: &str, family_id: &str) -> StoreResult<u64>;
+}
 
+/// Single-use JWT ids.
+#[async_trait::async_trait]
+pub trait JtiStore: Send + Sync {
     // --- single-use JWT ids -------------------------------------------------------------
     /// Remembers `jti` under `namespace` (e.g. "client_assertion:<client_id>") until
     /// `expires_at`. Returns false if it was already remembered and not yet expired.
@@ -276,22 +387,4 @@ pub trait Store: Send + Sync + 'static {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<bool>;
-
-    // --- server-wide values and the at-rest key --------------------------------------
-    /// A server-wide value (e.g. [`META_KEY_CHECK`]); `None` if never written.
-    async fn get_server_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Inserts or replaces a server-wide value.
-    async fn put_server_meta(&self, name: &str, value: &[u8]) -> StoreResult<()>;
-    /// Every value sealed under the at-rest key, in every environment (client secrets and
-    /// signing private keys), in a stable order.
-    async fn list_sealed_values(&self) -> StoreResult<Vec<SealedValue>>;
-    /// In ONE transaction: replaces each `old` sealed value by its `new_sealed` and sets the
-    /// server-wide value `meta.0` to `meta.1` (the new key check). Changes nothing and fails
-    /// with `Conflict("sealed values")` unless `resealed` covers exactly the sealed values the
-    /// database holds, each still as `old` says (no value added, changed or missed meanwhile).
-    async fn reseal_all(&self, resealed: &[Resealed], meta: (&str, &[u8])) -> StoreResult<()>;
-
-    /// Deletes what is past keeping at `now` (expired jtis, tokens, requests answerable no
-    /// longer). Returns rows deleted.
-    async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
 }

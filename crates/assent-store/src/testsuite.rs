@@ -36,7 +36,7 @@ use assent_core::{
 
 use crate::{
     Admission, CibaRequestFilter, META_KEY_CHECK, RefreshOutcome, Resealed, SealedKind,
-    SealedValue, Store, StoreError,
+    SealedValue, Store, StoreError, UniqueField, WakeKey, WakeUp,
 };
 
 /// Expands to one `#[tokio::test]` per suite function, each on a fresh store from `$factory`
@@ -82,6 +82,9 @@ macro_rules! store_test_suite {
             purge_expired,
             server_meta_roundtrip,
             reseal_all_in_one_transaction,
+            wake_ups_on_decision,
+            wake_ups_on_new_request,
+            wake_ups_on_redemption,
         );
         $crate::store_test_suite!(@shared $factory;
             ciba_redeem_concurrently,
@@ -306,7 +309,7 @@ fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
     );
 }
 
-fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, field: &str) {
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, field: UniqueField) {
     match result {
         Err(StoreError::Conflict(f)) => assert_eq!(f, field),
         other => panic!("expected Conflict({field}), got {other:?}"),
@@ -320,7 +323,7 @@ pub async fn environments_crud(store: &dyn Store) {
     let mut env = environment();
     store.create_environment(&env).await.unwrap();
     assert_eq!(store.get_environment(&env.id).await.unwrap(), env);
-    assert_conflict(store.create_environment(&env).await, "id");
+    assert_conflict(store.create_environment(&env).await, UniqueField::Id);
 
     env.name = "Renamed".into();
     env.description = None;
@@ -438,7 +441,10 @@ pub async fn applications_crud(store: &dyn Store) {
     app.jwks = Some(serde_json::Value::String("{\"keys\":[]}".into()));
     store.create_application(&app, b"secret").await.unwrap();
     assert_eq!(store.get_application(&env.id, &app.id).await.unwrap(), app);
-    assert_conflict(store.create_application(&app, b"secret").await, "id");
+    assert_conflict(
+        store.create_application(&app, b"secret").await,
+        UniqueField::Id,
+    );
 
     app.name = "Renamed".into();
     app.description = Some("described".into());
@@ -685,11 +691,11 @@ pub async fn usernames_and_emails_unique_case_insensitively(store: &dyn Store) {
 
     let mut dup = user(&env.id, "ALICE");
     dup.email = Some("other@example.com".into());
-    assert_conflict(store.create_user(&dup).await, "username");
+    assert_conflict(store.create_user(&dup).await, UniqueField::Username);
 
     let mut dup = user(&env.id, "alice2");
     dup.email = Some("ALICE@Example.COM".into());
-    assert_conflict(store.create_user(&dup).await, "email");
+    assert_conflict(store.create_user(&dup).await, UniqueField::Email);
 
     // Users without email do not collide with each other.
     let mut no_mail_1 = user(&env.id, "carol");
@@ -702,10 +708,10 @@ pub async fn usernames_and_emails_unique_case_insensitively(store: &dyn Store) {
     // Updates are checked too.
     let mut renamed = no_mail_1.clone();
     renamed.username = "aLiCe".into();
-    assert_conflict(store.update_user(&renamed).await, "username");
+    assert_conflict(store.update_user(&renamed).await, UniqueField::Username);
     let mut remailed = no_mail_2.clone();
     remailed.email = Some("alice@EXAMPLE.com".into());
-    assert_conflict(store.update_user(&remailed).await, "email");
+    assert_conflict(store.update_user(&remailed).await, UniqueField::Email);
     assert_eq!(
         store.get_user(&env.id, &no_mail_1.id).await.unwrap(),
         no_mail_1
@@ -1243,7 +1249,10 @@ pub async fn ciba_insert_get(store: &dyn Store) {
             .unwrap(),
         req
     );
-    assert_conflict(store.insert_ciba_request(&req).await, "auth_req_id");
+    assert_conflict(
+        store.insert_ciba_request(&req).await,
+        UniqueField::AuthReqId,
+    );
 
     let other = seed(store).await;
     assert_not_found(
@@ -1859,7 +1868,7 @@ pub async fn access_tokens(store: &dyn Store) {
         store.get_access_token(&s.env.id, &token.jti).await.unwrap(),
         Some(token.clone())
     );
-    assert_conflict(store.insert_access_token(&token).await, "jti");
+    assert_conflict(store.insert_access_token(&token).await, UniqueField::Jti);
 
     let other = seed(store).await;
     assert_eq!(
@@ -2704,7 +2713,7 @@ pub async fn reseal_all_in_one_transaction(store: &dyn Store) {
         store
             .reseal_all(&resealed(&missing), (META_KEY_CHECK, b"check"))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(UniqueField::SealedValues))
     ));
     unchanged(&listed).await;
 
@@ -2715,7 +2724,7 @@ pub async fn reseal_all_in_one_transaction(store: &dyn Store) {
         store
             .reseal_all(&resealed(&stale), (META_KEY_CHECK, b"check"))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(UniqueField::SealedValues))
     ));
     unchanged(&listed).await;
 
@@ -2757,6 +2766,128 @@ pub async fn reseal_all_in_one_transaction(store: &dyn Store) {
         store
             .reseal_all(&resealed(&listed), (META_KEY_CHECK, b"again"))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(UniqueField::SealedValues))
     ));
+}
+
+// --- wake-ups ---------------------------------------------------------------------------------
+
+/// Generous bound on a wake-up that must come (a backend may deliver it asynchronously).
+const WAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn assert_woken(sub: &mut WakeUp) {
+    let key = sub.key().clone();
+    assert!(
+        tokio::time::timeout(WAKE_DEADLINE, sub.woken())
+            .await
+            .is_ok(),
+        "{key:?} was not woken"
+    );
+}
+
+/// Nothing is pending for `sub` right now (checked without waiting).
+async fn assert_not_woken(sub: &mut WakeUp) {
+    let key = sub.key().clone();
+    let mut woken = std::pin::pin!(sub.woken());
+    let ready = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(woken.as_mut(), cx).is_ready())
+    })
+    .await;
+    assert!(!ready, "{key:?} was woken");
+}
+
+pub async fn wake_ups_on_decision(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let mut on_request = store.subscribe(&WakeKey::request(&s.env.id, &req.auth_req_id));
+    let mut on_user = store.subscribe(&WakeKey::user(&s.env.id, &s.user.id));
+    let other = s.pending(store).await;
+    let mut on_other = store.subscribe(&WakeKey::request(&s.env.id, &other.auth_req_id));
+    assert_woken(&mut on_user).await; // the other request is new
+
+    let approve = decision(DecisionOutcome::Approve);
+    assert!(
+        store
+            .decide_ciba_request(&s.env.id, &req.auth_req_id, &approve, NOW)
+            .await
+            .unwrap()
+    );
+    assert_woken(&mut on_request).await;
+    assert_woken(&mut on_user).await;
+    assert_not_woken(&mut on_other).await;
+
+    // A decision that loses changes nothing and wakes nobody.
+    let deny = decision(DecisionOutcome::Deny);
+    assert!(
+        !store
+            .decide_ciba_request(&s.env.id, &req.auth_req_id, &deny, NOW)
+            .await
+            .unwrap()
+    );
+    assert_not_woken(&mut on_request).await;
+    assert_not_woken(&mut on_user).await;
+}
+
+pub async fn wake_ups_on_new_request(store: &dyn Store) {
+    let s = seed(store).await;
+    let bob = user(&s.env.id, "bob");
+    store.create_user(&bob).await.unwrap();
+    let mut on_alice = store.subscribe(&WakeKey::user(&s.env.id, &s.user.id));
+    let mut on_bob = store.subscribe(&WakeKey::user(&s.env.id, &bob.id));
+    // The same user id in another environment is another key.
+    let mut elsewhere = store.subscribe(&WakeKey::user("another-environment", &s.user.id));
+
+    s.pending(store).await;
+    assert_woken(&mut on_alice).await;
+    assert_not_woken(&mut on_bob).await;
+
+    // Through the abuse guard too, but not when the guard refuses it.
+    let guard = AbuseGuard {
+        now: NOW,
+        window_start: NOW.plus_secs(-60),
+        max_pending_per_user: Some(2),
+        max_per_window: None,
+    };
+    let admitted = store
+        .insert_ciba_request_guarded(&s.request(), &guard)
+        .await
+        .unwrap();
+    assert_eq!(admitted, Admission::Inserted);
+    assert_woken(&mut on_alice).await;
+    let refused = store
+        .insert_ciba_request_guarded(&s.request(), &guard)
+        .await
+        .unwrap();
+    assert!(matches!(refused, Admission::Limited { .. }), "{refused:?}");
+    assert_not_woken(&mut on_alice).await;
+    assert_not_woken(&mut on_bob).await;
+    assert_not_woken(&mut elsewhere).await;
+}
+
+pub async fn wake_ups_on_redemption(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.approved(store).await;
+    let mut on_request = store.subscribe(&WakeKey::request(&s.env.id, &req.auth_req_id));
+    let tokens = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: None,
+    };
+    assert!(
+        store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
+            .await
+            .unwrap()
+    );
+    assert_woken(&mut on_request).await;
+    let again = IssuedTokens {
+        access_token: access_token(&req),
+        refresh_token: None,
+    };
+    assert!(
+        !store
+            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &again)
+            .await
+            .unwrap()
+    );
+    assert_not_woken(&mut on_request).await;
 }

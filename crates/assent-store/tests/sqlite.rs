@@ -37,7 +37,7 @@ mod file {
 
     #[tokio::test]
     async fn reopening_keeps_data_and_migrations_are_idempotent() {
-        use assent_store::Store;
+        use assent_store::prelude::*;
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{}-reopen.db", std::process::id()));
@@ -57,7 +57,7 @@ mod file {
     /// profile once, after migration 0004; a collision the new profile reveals stops the start.
     #[tokio::test]
     async fn usernames_keyed_by_an_earlier_version_are_rekeyed_once() {
-        use assent_store::Store;
+        use assent_store::prelude::*;
         use assent_store::testsuite::{environment, user};
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
         std::fs::create_dir_all(&dir).unwrap();

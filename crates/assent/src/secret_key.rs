@@ -269,7 +269,7 @@ async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn
     {
         bail!("there is no database at {path}");
     }
-    crate::serve::open_store(&settings.database_url).await
+    Ok(assent_store::open(&assent_store::StoreConfig::new(&settings.database_url)).await?)
 }
 
 /// The current key, verified against the database.
@@ -432,6 +432,7 @@ mod tests {
     use super::*;
     use assent_core::SigningAlgorithm;
     use assent_store::SqliteStore;
+    use assent_store::prelude::*;
     use assent_store::testsuite::{NOW, application, environment, signing_key};
 
     const K1: [u8; 32] = [1; 32];

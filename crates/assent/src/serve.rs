@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use assent_crypto::SecretBox;
 use assent_server::{AppState, ServerConfig, SystemClock};
-use assent_store::{SqliteStore, Store};
+use assent_store::{Store, StoreConfig};
 
 use crate::cli::Connection;
 use crate::config::{LogFormat, ServeArgs, Settings};
@@ -44,7 +44,8 @@ pub async fn run(conn: &Connection, mut args: ServeArgs) -> anyhow::Result<()> {
         None => load_or_create_admin_token(&settings.admin_token_file)?,
     };
 
-    let store: Arc<dyn Store> = open_store(&settings.database_url).await?;
+    let store: Arc<dyn Store> =
+        assent_store::open(&StoreConfig::new(&settings.database_url)).await?;
     // The key the data is sealed with, or a refusal; generated only for an empty database.
     let secret_key = crate::secret_key::establish(store.as_ref(), &settings).await?;
     let config = ServerConfig {
@@ -89,22 +90,6 @@ pub async fn run(conn: &Connection, mut args: ServeArgs) -> anyhow::Result<()> {
     purger.abort();
     tracing::info!("Assent stopped");
     Ok(())
-}
-
-pub(crate) async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(path) = database_url.strip_prefix("sqlite://") {
-        let store = SqliteStore::open(Path::new(path))
-            .await
-            .with_context(|| format!("cannot open the SQLite database {path}"))?;
-        tracing::info!(database = %path, "SQLite store ready (migrations applied)");
-        return Ok(Arc::new(store));
-    }
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL is not available in this version of Assent yet; use sqlite://<path> (the default)"
-        );
-    }
-    bail!("database_url must start with sqlite://")
 }
 
 fn init_tracing(format: LogFormat) {
