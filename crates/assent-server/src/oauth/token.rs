@@ -105,12 +105,6 @@ impl GrantHandler for CibaGrant {
         let auth_req_id = form
             .get("auth_req_id")
             .ok_or_else(|| OAuthError::invalid_request("The auth_req_id parameter is required."))?;
-        if app.ciba.delivery_mode == DeliveryMode::Push {
-            return Err(OAuthError::unauthorized_client(
-                "Applications in PUSH mode receive tokens at their notification endpoint.",
-            )
-            .into());
-        }
         if !plausible_auth_req_id(auth_req_id) {
             return Err(unknown_auth_req_id().into());
         }
@@ -125,6 +119,14 @@ impl GrantHandler for CibaGrant {
                 Err(StoreError::NotFound) => return Err(unknown_auth_req_id().into()),
                 Err(e) => return Err(e.into()),
             };
+            // Judged by the mode recorded on the request, not the application's current one: a
+            // request started in POLL mode stays redeemable after the application changes mode.
+            if req.application_id == app.id && req.delivery_mode == DeliveryMode::Push {
+                return Err(OAuthError::unauthorized_client(
+                    "Applications in PUSH mode receive tokens at their notification endpoint.",
+                )
+                .into());
+            }
             match evaluate_poll(&req, &app.id, now) {
                 PollVerdict::Refuse { error, update } => {
                     if let Some(update) = update

@@ -3417,3 +3417,49 @@ async fn client_assertion_time_edges() {
         }
     }
 }
+
+// --- PUSH is judged by the mode recorded on the request ------------------------------------
+
+/// Sets the application's delivery mode through the store (the API accepts only POLL today).
+async fn set_app_delivery_mode(h: &Harness, c: &Client, mode: assent_core::DeliveryMode) {
+    let mut app = h.store.get_application(&c.env_id, &c.id).await.unwrap();
+    app.ciba.delivery_mode = mode;
+    h.store.update_application(&app).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_recorded_as_poll_stays_redeemable_after_the_app_switches_to_push() {
+    let h = Harness::new().await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    set_app_delivery_mode(&h, &client, assent_core::DeliveryMode::Push).await;
+    let r = h.poll(&client, &id).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.error(), "authorization_pending");
+    assert_eq!(
+        h.decide(&client.env_id, &id, "approve").await.status,
+        StatusCode::NO_CONTENT
+    );
+    h.clock.advance_secs(2);
+    let r = h.poll(&client, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["id_token"].is_string());
+}
+
+#[tokio::test]
+async fn a_request_recorded_as_push_is_refused_at_the_token_endpoint() {
+    let h = Harness::new().await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    // The application is POLL now; the request was recorded as PUSH.
+    let mut req = h.store.get_ciba_request(&client.env_id, &id).await.unwrap();
+    req.auth_req_id = "recorded-as-push-0000000000000000".into();
+    req.delivery_mode = assent_core::DeliveryMode::Push;
+    h.store.insert_ciba_request(&req).await.unwrap();
+    let r = h.poll(&client, &req.auth_req_id).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.error(), "unauthorized_client");
+    assert!(r.description().contains("PUSH mode"), "{}", r.text);
+    // The POLL request beside it is unaffected.
+    assert_eq!(h.poll(&client, &id).await.error(), "authorization_pending");
+}
