@@ -3463,3 +3463,60 @@ async fn a_request_recorded_as_push_is_refused_at_the_token_endpoint() {
     // The POLL request beside it is unaffected.
     assert_eq!(h.poll(&client, &id).await.error(), "authorization_pending");
 }
+
+// --- shutdown: background tasks are tracked and end on cancel ------------------------------
+
+#[tokio::test]
+async fn shutdown_cancels_a_scheduled_automatic_decision_and_waits_for_it() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    // Due in an hour: only the shutdown can end it.
+    let handle = assent_server::decisions::schedule_auto_decision(
+        h.state.clone(),
+        c.env_id.clone(),
+        id.clone(),
+        assent_core::DecisionOutcome::Approve,
+        3_600_000,
+    );
+    assert!(!h.state.tasks.is_empty(), "the timer is tracked");
+    assert!(
+        h.state.shut_down(std::time::Duration::from_secs(30)).await,
+        "every tracked task ended"
+    );
+    assert!(h.state.tasks.is_empty());
+    assert_eq!(
+        handle.await.unwrap(),
+        assent_server::decisions::AutoDecisionResult::Cancelled
+    );
+    let req = h.store.get_ciba_request(&c.env_id, &id).await.unwrap();
+    assert_eq!(
+        req.status,
+        assent_core::CibaStatus::Pending,
+        "nothing decided"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_background_tasks_and_reports_ones_that_outlive_the_deadline() {
+    let h = Harness::new().await;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let background = h.state.spawn_background(async move {
+        let _ = started_tx.send(());
+        std::future::pending::<()>().await;
+    });
+    started_rx.await.unwrap();
+    assert!(h.state.shut_down(std::time::Duration::from_secs(30)).await);
+    assert_eq!(background.await.unwrap(), None, "ended by the cancel");
+
+    // A task that ignores the token is not waited for beyond the deadline.
+    let h = Harness::new().await;
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let stubborn = h.state.tasks.spawn(async move {
+        let _ = release_rx.await;
+    });
+    assert!(!h.state.shut_down(std::time::Duration::ZERO).await);
+    assert!(h.state.shutdown.is_cancelled());
+    release_tx.send(()).unwrap();
+    stubborn.await.unwrap();
+}
