@@ -10,11 +10,11 @@ use assent_core::{
 };
 use assent_store::{RefreshOutcome, StoreError};
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::Value;
 
+use super::authenticated::AuthenticatedClient;
 use super::discovery::CIBA_GRANT;
 use super::tokens::{Authentication, mint};
 use crate::error::OAuthResponseError;
@@ -41,14 +41,8 @@ static GRANTS: &[&dyn GrantHandler] = &[&CibaGrant, &RefreshTokenGrant];
 
 pub async fn token(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    form: OAuthForm,
+    AuthenticatedClient { app, form, now, .. }: AuthenticatedClient,
 ) -> Result<Response, OAuthResponseError> {
-    let env = super::environment(&state, &env_id).await?;
-    let endpoint = format!("{}{}", state.config.public_url, uri.path());
-    let app = super::client_auth::authenticate(&state, &env.id, &headers, &form, &endpoint).await?;
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("The grant_type parameter is required."))?;
@@ -67,7 +61,7 @@ pub async fn token(
         )
         .into());
     }
-    let body = handler.handle(&state, &app, &form, state.now()).await?;
+    let body = handler.handle(&state, &app, &form, now).await?;
     Ok(super::no_store(Json(body)))
 }
 

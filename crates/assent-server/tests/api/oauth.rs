@@ -3520,3 +3520,71 @@ async fn shutdown_ends_background_tasks_and_reports_ones_that_outlive_the_deadli
     release_tx.send(()).unwrap();
     stubborn.await.unwrap();
 }
+
+// --- one `now` per request ------------------------------------------------------------------
+
+/// A clock that counts its reads.
+struct CountingClock {
+    inner: assent_server::ManualClock,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl assent_server::Clock for CountingClock {
+    fn now(&self) -> assent_core::Timestamp {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assent_server::Clock::now(&self.inner)
+    }
+}
+
+#[tokio::test]
+async fn a_client_authenticated_request_reads_the_clock_once() {
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reads.clone();
+    let h = Harness::with_state(
+        |_| {},
+        |state| {
+            let inner = assent_server::ManualClock::new(START);
+            state.clock = Arc::new(CountingClock {
+                inner,
+                reads: counter,
+            });
+        },
+    )
+    .await;
+    let (base, _) = h.sandbox().await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "CLIENT_SECRET_JWT"}),
+        )
+        .await;
+    let t = START.secs();
+    for endpoint in ["introspect", "revoke", "token", "cibaAuthorization"] {
+        let claims = json!({
+            "iss": c.id, "sub": c.id, "aud": h.issuer(&c.env_id), "iat": t, "exp": t + 120,
+            "jti": assent_crypto::random_token(16),
+        });
+        let jwt = sign_hmac_jws(HmacAlg::HS256, c.secret.as_bytes(), &claims).unwrap();
+        let before = reads.load(std::sync::atomic::Ordering::SeqCst);
+        let r = h
+            .post_form(
+                &ep(&c.env_id, endpoint),
+                None,
+                &[
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &jwt),
+                    ("token", "not-a-token"),
+                    ("grant_type", CIBA),
+                    ("auth_req_id", UNKNOWN_ID),
+                ],
+            )
+            .await;
+        // The assertion was accepted: whatever the endpoint answers, it is not invalid_client.
+        assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{endpoint}: {}", r.text);
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst) - before,
+            1,
+            "{endpoint}: one clock read for authentication and the handler"
+        );
+    }
+}
