@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::keys::KeyRing;
+use crate::oauth::token::GrantRegistry;
 use crate::outbound::JwksCache;
 
 /// Settings the HTTP layer needs (the binary builds them from flags, env vars and TOML).
@@ -32,6 +33,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub keys: KeyRing,
     pub jwks_cache: JwksCache,
+    /// The token endpoint's grant handlers, built once here.
+    pub grants: GrantRegistry,
     /// Cancelled when the server shuts down: long-lived streams and workers watch it and end.
     pub shutdown: CancellationToken,
     /// Every background task (automatic decisions, the purge loop, workers) is spawned here,
@@ -55,6 +58,7 @@ impl AppState {
             secrets,
             clock,
             jwks_cache: JwksCache::new(allow_private),
+            grants: GrantRegistry::standard(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }

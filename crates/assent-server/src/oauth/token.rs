@@ -1,5 +1,6 @@
 //! `POST /{envId}/as/token`. One handler per grant type behind [`GrantHandler`] (fosite's
-//! shape): adding a grant is adding a handler to [`GRANTS`], not editing a match.
+//! shape): adding a grant is adding a handler to the [`GrantRegistry`] built at start-up
+//! (`AppState::grants`), not editing a match.
 
 use assent_core::ciba::{
     PollVerdict, check_redeemable, check_refreshable, evaluate_poll, unknown_auth_req_id,
@@ -37,7 +38,28 @@ pub trait GrantHandler: Send + Sync {
     ) -> Result<Value, OAuthResponseError>;
 }
 
-static GRANTS: &[&dyn GrantHandler] = &[&CibaGrant, &RefreshTokenGrant];
+/// The grant handlers the token endpoint answers, built once when the state is.
+#[derive(Clone)]
+pub struct GrantRegistry(std::sync::Arc<[Box<dyn GrantHandler>]>);
+
+impl GrantRegistry {
+    pub fn new(handlers: Vec<Box<dyn GrantHandler>>) -> Self {
+        GrantRegistry(handlers.into())
+    }
+
+    /// CIBA and refresh_token.
+    pub fn standard() -> Self {
+        Self::new(vec![Box::new(CibaGrant), Box::new(RefreshTokenGrant)])
+    }
+
+    /// The handler of a `grant_type` value.
+    pub fn find(&self, grant_type: &str) -> Option<&dyn GrantHandler> {
+        self.0
+            .iter()
+            .find(|h| h.grant_type() == grant_type)
+            .map(AsRef::as_ref)
+    }
+}
 
 pub async fn token(
     State(state): State<AppState>,
@@ -46,15 +68,13 @@ pub async fn token(
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("The grant_type parameter is required."))?;
-    let handler = GRANTS
-        .iter()
-        .find(|h| h.grant_type() == grant_type)
-        .ok_or_else(|| {
-            OAuthError::new(
-                OAuthErrorCode::UnsupportedGrantType,
-                "The grant_type is not supported.",
-            )
-        })?;
+    let grants = state.grants.clone();
+    let handler = grants.find(grant_type).ok_or_else(|| {
+        OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "The grant_type is not supported.",
+        )
+    })?;
     if !app.enabled || !app.has_grant(handler.required_grant()) {
         return Err(OAuthError::unauthorized_client(
             "The application is not allowed to use this grant type.",

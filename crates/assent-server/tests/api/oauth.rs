@@ -3588,3 +3588,22 @@ async fn a_client_authenticated_request_reads_the_clock_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_token_endpoint_answers_the_grants_of_the_registry_built_with_the_state() {
+    let h = Harness::with_state(
+        |_| {},
+        |state| state.grants = assent_server::oauth::token::GrantRegistry::new(Vec::new()),
+    )
+    .await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    let r = h.poll(&client, &id).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.error(), "unsupported_grant_type");
+    // The standard registry answers the same request.
+    let h = Harness::new().await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    assert_eq!(h.poll(&client, &id).await.error(), "authorization_pending");
+}
