@@ -76,7 +76,8 @@ pub async fn decide(
 }
 
 /// SANDBOX users with `autoDecision` answer by themselves after `autoDecisionDelayMs` (§6.5).
-/// The handle lets a caller (tests) await the outcome.
+/// The handle lets a caller (tests) await the outcome. The task is tracked by the state and
+/// ends, without deciding, when the server shuts down ([`AutoDecisionResult::Cancelled`]).
 pub fn schedule_auto_decision(
     state: AppState,
     env_id: String,
@@ -84,11 +85,19 @@ pub fn schedule_auto_decision(
     outcome: DecisionOutcome,
     delay_ms: i64,
 ) -> tokio::task::JoinHandle<AutoDecisionResult> {
-    tokio::spawn(async move {
-        if delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0))).await;
-        }
-        apply_auto_decision(&state, &env_id, &auth_req_id, outcome).await
+    let shutdown = state.shutdown.clone();
+    state.tasks.clone().spawn(async move {
+        let run = async {
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0)))
+                    .await;
+            }
+            apply_auto_decision(&state, &env_id, &auth_req_id, outcome).await
+        };
+        shutdown
+            .run_until_cancelled(run)
+            .await
+            .unwrap_or(AutoDecisionResult::Cancelled)
     })
 }
 
@@ -100,6 +109,9 @@ pub enum AutoDecisionResult {
     NotSandbox,
     /// Refused (already decided, expired, deleted) or the store failed.
     NotApplied,
+    /// The server shut down before the timer fired (the decision is rescheduled at the next
+    /// start by [`resume_auto_decisions`]).
+    Cancelled,
 }
 
 /// Applies an automatic decision now, if its environment is still SANDBOX: simulated decisions

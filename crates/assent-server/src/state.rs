@@ -1,13 +1,17 @@
-//! What every handler can reach: the store, the configuration, the at-rest key, the clock and
-//! the caches of parsed keys.
+//! What every handler can reach: the store, the configuration, the at-rest key, the clock,
+//! the caches of parsed keys, and the shutdown token and task tracker of background work.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use assent_crypto::SecretBox;
 use assent_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::keys::KeyRing;
+use crate::oauth::token::GrantRegistry;
 use crate::outbound::JwksCache;
 
 /// Settings the HTTP layer needs (the binary builds them from flags, env vars and TOML).
@@ -29,6 +33,13 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub keys: KeyRing,
     pub jwks_cache: JwksCache,
+    /// The token endpoint's grant handlers, built once here.
+    pub grants: GrantRegistry,
+    /// Cancelled when the server shuts down: long-lived streams and workers watch it and end.
+    pub shutdown: CancellationToken,
+    /// Every background task (automatic decisions, the purge loop, workers) is spawned here,
+    /// so shutdown can wait for them.
+    pub tasks: TaskTracker,
 }
 
 impl AppState {
@@ -47,6 +58,9 @@ impl AppState {
             secrets,
             clock,
             jwks_cache: JwksCache::new(allow_private),
+            grants: GrantRegistry::standard(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -57,5 +71,26 @@ impl AppState {
 
     pub fn now(&self) -> assent_core::Timestamp {
         self.clock.now()
+    }
+
+    /// Spawns a background task that ends when the server shuts down: `task` runs until it
+    /// finishes or the shutdown token is cancelled, whichever comes first (`None` then).
+    pub fn spawn_background<F>(&self, task: F) -> tokio::task::JoinHandle<Option<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks
+            .spawn(self.shutdown.clone().run_until_cancelled_owned(task))
+    }
+
+    /// Cancels the shutdown token and waits, at most `deadline`, for every tracked task to end.
+    /// Returns whether they all ended in time (the rest are left to the runtime's exit).
+    pub async fn shut_down(&self, deadline: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tasks.close();
+        tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_ok()
     }
 }

@@ -83,11 +83,35 @@ pub async fn run(conn: &Connection, mut args: ServeArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::info!(requests = n, "rescheduled automatic SANDBOX decisions"),
         Err(e) => tracing::warn!(error = %e, "could not reschedule automatic decisions"),
     }
-    let purger = tokio::spawn(purge_loop(state));
-    assent_server::listener::serve(listener, app, settings.connections, shutdown_signal())
+    drop(state.spawn_background(purge_loop(state.clone())));
+    let shutdown_timeout = settings.connections.shutdown_timeout;
+    // The signal also cancels the state's token, so long-lived streams end and the
+    // connections can drain.
+    let cancel = state.shutdown.clone();
+    let signalled = Arc::new(std::sync::OnceLock::new());
+    let signal = {
+        let signalled = signalled.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = signalled.set(std::time::Instant::now());
+            cancel.cancel();
+        }
+    };
+    let served = assent_server::listener::serve(listener, app, settings.connections, signal)
         .await
-        .context("the HTTP server failed")?;
-    purger.abort();
+        .context("the HTTP server failed");
+    // One deadline for the whole shutdown, counted from the signal: what the connections
+    // left of it is what the background tasks get.
+    let remaining = signalled.get().map_or(shutdown_timeout, |at| {
+        shutdown_timeout.saturating_sub(at.elapsed())
+    });
+    if !state.shut_down(remaining).await {
+        tracing::warn!(
+            deadline_secs = shutdown_timeout.as_secs(),
+            "background tasks did not stop within the shutdown deadline"
+        );
+    }
+    served?;
     tracing::info!("Assent stopped");
     Ok(())
 }

@@ -14,11 +14,11 @@ use assent_core::{
 use assent_crypto::{HmacAlg, SigningAlg};
 use assent_store::{Admission, StoreError};
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
 
+use super::authenticated::AuthenticatedClient;
 use super::client_auth;
 use crate::error::OAuthResponseError;
 use crate::form::OAuthForm;
@@ -43,21 +43,20 @@ const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
 
 pub async fn authorize(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    form: OAuthForm,
+    AuthenticatedClient {
+        env,
+        app,
+        form,
+        now,
+        ..
+    }: AuthenticatedClient,
 ) -> Result<Response, OAuthResponseError> {
-    let env = super::environment(&state, &env_id).await?;
     let issuer = state.issuer(&env.id);
-    let endpoint = format!("{}{}", state.config.public_url, uri.path());
-    let app = client_auth::authenticate(&state, &env.id, &headers, &form, &endpoint).await?;
     if !app.enabled || !app.has_grant(GrantType::Ciba) {
         return Err(
             OAuthError::unauthorized_client("The application is not allowed to use CIBA.").into(),
         );
     }
-    let now = state.now();
     let params = check_parameters(&app, &form)?;
     let user = resolve_user(&state, &app, &issuer, &params.hint, now).await?;
 

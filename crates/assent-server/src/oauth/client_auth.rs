@@ -3,7 +3,7 @@
 //! `tokenEndpointAuthMethod` decides; any failure is 401 `invalid_client`.
 
 use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
-use assent_core::{Application, OAuthError, TokenEndpointAuthMethod};
+use assent_core::{Application, OAuthError, Timestamp, TokenEndpointAuthMethod};
 use assent_crypto::{HmacAlg, JwkSet, SigningAlg};
 use assent_store::StoreError;
 use axum::http::{HeaderMap, header};
@@ -120,6 +120,7 @@ pub async fn authenticate(
     headers: &HeaderMap,
     form: &OAuthForm,
     endpoint: &str,
+    now: Timestamp,
 ) -> Result<Application, OAuthResponseError> {
     let presented = presented(headers, form)?;
     let (app, expected_method) = match &presented {
@@ -171,7 +172,7 @@ pub async fn authenticate(
             }
         }
         Presented::Assertion { assertion } => {
-            verify_assertion(state, &app, &assertion, endpoint).await?;
+            verify_assertion(state, &app, &assertion, endpoint, now).await?;
         }
     }
     Ok(app)
@@ -211,6 +212,7 @@ async fn verify_assertion(
     app: &Application,
     assertion: &str,
     endpoint: &str,
+    now: Timestamp,
 ) -> Result<(), OAuthResponseError> {
     let claims = match app.token_endpoint_auth_method {
         TokenEndpointAuthMethod::ClientSecretJwt => {
@@ -226,7 +228,6 @@ async fn verify_assertion(
                 .map_err(|_| invalid_client("The client assertion signature is invalid."))?
         }
     };
-    let now = state.now();
     // CIBA §7.1 / R17: the issuer, the token endpoint and the backchannel endpoint (under
     // either of its names) are all acceptable, wherever the assertion is presented.
     let issuer = state.issuer(&app.environment_id);

@@ -3,9 +3,10 @@
 
 use assent_core::{Application, OAuthError, Timestamp};
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
+
+use super::authenticated::AuthenticatedClient;
 use serde_json::{Value, json};
 
 use super::tokens::{AccessTokenProblem, check_access_token};
@@ -13,21 +14,12 @@ use crate::error::OAuthResponseError;
 use crate::form::OAuthForm;
 use crate::state::AppState;
 
-async fn authenticated(
-    state: &AppState,
-    env_id: &str,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-    form: &OAuthForm,
-) -> Result<(Application, String), OAuthResponseError> {
-    let env = super::environment(state, env_id).await?;
-    let endpoint = format!("{}{}", state.config.public_url, uri.path());
-    let app = super::client_auth::authenticate(state, &env.id, headers, form, &endpoint).await?;
-    let token = form
+/// The `token` parameter, required by both endpoints.
+fn token_param(form: &OAuthForm) -> Result<String, OAuthResponseError> {
+    Ok(form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("The token parameter is required."))?
-        .to_owned();
-    Ok((app, token))
+        .to_owned())
 }
 
 /// What a token is, when it is ours, live, and the caller's.
@@ -68,13 +60,9 @@ async fn live_token(
 
 pub async fn introspect(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    form: OAuthForm,
+    AuthenticatedClient { app, form, now, .. }: AuthenticatedClient,
 ) -> Result<Response, OAuthResponseError> {
-    let (app, token) = authenticated(&state, &env_id, &uri, &headers, &form).await?;
-    let now = state.now();
+    let token = token_param(&form)?;
     let body = match live_token(&state, &app, &token, now).await? {
         Some(Live::Access(c)) => json!({
             "active": true,
@@ -107,13 +95,9 @@ pub async fn introspect(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    form: OAuthForm,
+    AuthenticatedClient { app, form, now, .. }: AuthenticatedClient,
 ) -> Result<Response, OAuthResponseError> {
-    let (app, token) = authenticated(&state, &env_id, &uri, &headers, &form).await?;
-    let now = state.now();
+    let token = token_param(&form)?;
     // A refresh token of the caller ends its whole grant, also when it has already been
     // rotated (presenting a rotated token is reuse, §3.5): its live descendants go with it.
     if token.matches('.').count() != 2 {

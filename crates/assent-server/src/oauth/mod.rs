@@ -11,6 +11,7 @@ use crate::error::OAuthResponseError;
 use crate::form::MAX_FORM_BYTES;
 use crate::state::AppState;
 
+pub mod authenticated;
 pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;

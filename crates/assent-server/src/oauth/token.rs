@@ -1,5 +1,6 @@
 //! `POST /{envId}/as/token`. One handler per grant type behind [`GrantHandler`] (fosite's
-//! shape): adding a grant is adding a handler to [`GRANTS`], not editing a match.
+//! shape): adding a grant is adding a handler to the [`GrantRegistry`] built at start-up
+//! (`AppState::grants`), not editing a match.
 
 use assent_core::ciba::{
     PollVerdict, check_redeemable, check_refreshable, evaluate_poll, unknown_auth_req_id,
@@ -10,11 +11,11 @@ use assent_core::{
 };
 use assent_store::{RefreshOutcome, StoreError};
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::Value;
 
+use super::authenticated::AuthenticatedClient;
 use super::discovery::CIBA_GRANT;
 use super::tokens::{Authentication, mint};
 use crate::error::OAuthResponseError;
@@ -37,37 +38,50 @@ pub trait GrantHandler: Send + Sync {
     ) -> Result<Value, OAuthResponseError>;
 }
 
-static GRANTS: &[&dyn GrantHandler] = &[&CibaGrant, &RefreshTokenGrant];
+/// The grant handlers the token endpoint answers, built once when the state is.
+#[derive(Clone)]
+pub struct GrantRegistry(std::sync::Arc<[Box<dyn GrantHandler>]>);
+
+impl GrantRegistry {
+    pub fn new(handlers: Vec<Box<dyn GrantHandler>>) -> Self {
+        GrantRegistry(handlers.into())
+    }
+
+    /// CIBA and refresh_token.
+    pub fn standard() -> Self {
+        Self::new(vec![Box::new(CibaGrant), Box::new(RefreshTokenGrant)])
+    }
+
+    /// The handler of a `grant_type` value.
+    pub fn find(&self, grant_type: &str) -> Option<&dyn GrantHandler> {
+        self.0
+            .iter()
+            .find(|h| h.grant_type() == grant_type)
+            .map(AsRef::as_ref)
+    }
+}
 
 pub async fn token(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    form: OAuthForm,
+    AuthenticatedClient { app, form, now, .. }: AuthenticatedClient,
 ) -> Result<Response, OAuthResponseError> {
-    let env = super::environment(&state, &env_id).await?;
-    let endpoint = format!("{}{}", state.config.public_url, uri.path());
-    let app = super::client_auth::authenticate(&state, &env.id, &headers, &form, &endpoint).await?;
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("The grant_type parameter is required."))?;
-    let handler = GRANTS
-        .iter()
-        .find(|h| h.grant_type() == grant_type)
-        .ok_or_else(|| {
-            OAuthError::new(
-                OAuthErrorCode::UnsupportedGrantType,
-                "The grant_type is not supported.",
-            )
-        })?;
+    let grants = state.grants.clone();
+    let handler = grants.find(grant_type).ok_or_else(|| {
+        OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "The grant_type is not supported.",
+        )
+    })?;
     if !app.enabled || !app.has_grant(handler.required_grant()) {
         return Err(OAuthError::unauthorized_client(
             "The application is not allowed to use this grant type.",
         )
         .into());
     }
-    let body = handler.handle(&state, &app, &form, state.now()).await?;
+    let body = handler.handle(&state, &app, &form, now).await?;
     Ok(super::no_store(Json(body)))
 }
 
@@ -105,12 +119,6 @@ impl GrantHandler for CibaGrant {
         let auth_req_id = form
             .get("auth_req_id")
             .ok_or_else(|| OAuthError::invalid_request("The auth_req_id parameter is required."))?;
-        if app.ciba.delivery_mode == DeliveryMode::Push {
-            return Err(OAuthError::unauthorized_client(
-                "Applications in PUSH mode receive tokens at their notification endpoint.",
-            )
-            .into());
-        }
         if !plausible_auth_req_id(auth_req_id) {
             return Err(unknown_auth_req_id().into());
         }
@@ -125,6 +133,14 @@ impl GrantHandler for CibaGrant {
                 Err(StoreError::NotFound) => return Err(unknown_auth_req_id().into()),
                 Err(e) => return Err(e.into()),
             };
+            // Judged by the mode recorded on the request, not the application's current one: a
+            // request started in POLL mode stays redeemable after the application changes mode.
+            if req.application_id == app.id && req.delivery_mode == DeliveryMode::Push {
+                return Err(OAuthError::unauthorized_client(
+                    "Applications in PUSH mode receive tokens at their notification endpoint.",
+                )
+                .into());
+            }
             match evaluate_poll(&req, &app.id, now) {
                 PollVerdict::Refuse { error, update } => {
                     if let Some(update) = update

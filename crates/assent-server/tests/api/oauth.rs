@@ -3417,3 +3417,193 @@ async fn client_assertion_time_edges() {
         }
     }
 }
+
+// --- PUSH is judged by the mode recorded on the request ------------------------------------
+
+/// Sets the application's delivery mode through the store (the API accepts only POLL today).
+async fn set_app_delivery_mode(h: &Harness, c: &Client, mode: assent_core::DeliveryMode) {
+    let mut app = h.store.get_application(&c.env_id, &c.id).await.unwrap();
+    app.ciba.delivery_mode = mode;
+    h.store.update_application(&app).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_recorded_as_poll_stays_redeemable_after_the_app_switches_to_push() {
+    let h = Harness::new().await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    set_app_delivery_mode(&h, &client, assent_core::DeliveryMode::Push).await;
+    let r = h.poll(&client, &id).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.error(), "authorization_pending");
+    assert_eq!(
+        h.decide(&client.env_id, &id, "approve").await.status,
+        StatusCode::NO_CONTENT
+    );
+    h.clock.advance_secs(2);
+    let r = h.poll(&client, &id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["id_token"].is_string());
+}
+
+#[tokio::test]
+async fn a_request_recorded_as_push_is_refused_at_the_token_endpoint() {
+    let h = Harness::new().await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    // The application is POLL now; the request was recorded as PUSH.
+    let mut req = h.store.get_ciba_request(&client.env_id, &id).await.unwrap();
+    req.auth_req_id = "recorded-as-push-0000000000000000".into();
+    req.delivery_mode = assent_core::DeliveryMode::Push;
+    h.store.insert_ciba_request(&req).await.unwrap();
+    let r = h.poll(&client, &req.auth_req_id).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.error(), "unauthorized_client");
+    assert!(r.description().contains("PUSH mode"), "{}", r.text);
+    // The POLL request beside it is unaffected.
+    assert_eq!(h.poll(&client, &id).await.error(), "authorization_pending");
+}
+
+// --- shutdown: background tasks are tracked and end on cancel ------------------------------
+
+#[tokio::test]
+async fn shutdown_cancels_a_scheduled_automatic_decision_and_waits_for_it() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let id = h.start(&c, "openid").await;
+    // Due in an hour: only the shutdown can end it.
+    let handle = assent_server::decisions::schedule_auto_decision(
+        h.state.clone(),
+        c.env_id.clone(),
+        id.clone(),
+        assent_core::DecisionOutcome::Approve,
+        3_600_000,
+    );
+    assert!(!h.state.tasks.is_empty(), "the timer is tracked");
+    assert!(
+        h.state.shut_down(std::time::Duration::from_secs(30)).await,
+        "every tracked task ended"
+    );
+    assert!(h.state.tasks.is_empty());
+    assert_eq!(
+        handle.await.unwrap(),
+        assent_server::decisions::AutoDecisionResult::Cancelled
+    );
+    let req = h.store.get_ciba_request(&c.env_id, &id).await.unwrap();
+    assert_eq!(
+        req.status,
+        assent_core::CibaStatus::Pending,
+        "nothing decided"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_background_tasks_and_reports_ones_that_outlive_the_deadline() {
+    let h = Harness::new().await;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let background = h.state.spawn_background(async move {
+        let _ = started_tx.send(());
+        std::future::pending::<()>().await;
+    });
+    started_rx.await.unwrap();
+    assert!(h.state.shut_down(std::time::Duration::from_secs(30)).await);
+    assert_eq!(background.await.unwrap(), None, "ended by the cancel");
+
+    // A task that ignores the token is not waited for beyond the deadline.
+    let h = Harness::new().await;
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let stubborn = h.state.tasks.spawn(async move {
+        let _ = release_rx.await;
+    });
+    assert!(!h.state.shut_down(std::time::Duration::ZERO).await);
+    assert!(h.state.shutdown.is_cancelled());
+    release_tx.send(()).unwrap();
+    stubborn.await.unwrap();
+}
+
+// --- one `now` per request ------------------------------------------------------------------
+
+/// A clock that counts its reads.
+struct CountingClock {
+    inner: assent_server::ManualClock,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl assent_server::Clock for CountingClock {
+    fn now(&self) -> assent_core::Timestamp {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assent_server::Clock::now(&self.inner)
+    }
+}
+
+#[tokio::test]
+async fn a_client_authenticated_request_reads_the_clock_once() {
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reads.clone();
+    let h = Harness::with_state(
+        |_| {},
+        |state| {
+            let inner = assent_server::ManualClock::new(START);
+            state.clock = Arc::new(CountingClock {
+                inner,
+                reads: counter,
+            });
+        },
+    )
+    .await;
+    let (base, _) = h.sandbox().await;
+    let c = h
+        .create_app(
+            &base.env_id,
+            json!({"tokenEndpointAuthMethod": "CLIENT_SECRET_JWT"}),
+        )
+        .await;
+    let t = START.secs();
+    for endpoint in ["introspect", "revoke", "token", "cibaAuthorization"] {
+        let claims = json!({
+            "iss": c.id, "sub": c.id, "aud": h.issuer(&c.env_id), "iat": t, "exp": t + 120,
+            "jti": assent_crypto::random_token(16),
+        });
+        let jwt = sign_hmac_jws(HmacAlg::HS256, c.secret.as_bytes(), &claims).unwrap();
+        let before = reads.load(std::sync::atomic::Ordering::SeqCst);
+        let r = h
+            .post_form(
+                &ep(&c.env_id, endpoint),
+                None,
+                &[
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &jwt),
+                    ("token", "not-a-token"),
+                    ("grant_type", CIBA),
+                    ("auth_req_id", UNKNOWN_ID),
+                ],
+            )
+            .await;
+        // The assertion was accepted: whatever the endpoint answers, it is not invalid_client.
+        assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{endpoint}: {}", r.text);
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst) - before,
+            1,
+            "{endpoint}: one clock read for authentication and the handler"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_token_endpoint_answers_the_grants_of_the_registry_built_with_the_state() {
+    let h = Harness::with_state(
+        |_| {},
+        |state| state.grants = assent_server::oauth::token::GrantRegistry::new(Vec::new()),
+    )
+    .await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    let r = h.poll(&client, &id).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.error(), "unsupported_grant_type");
+    // The standard registry answers the same request.
+    let h = Harness::new().await;
+    let (client, _user) = h.sandbox().await;
+    let id = h.start(&client, "openid").await;
+    assert_eq!(h.poll(&client, &id).await.error(), "authorization_pending");
+}
