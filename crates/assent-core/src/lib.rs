@@ -10,6 +10,7 @@ pub mod model;
 pub mod page;
 pub mod retention;
 pub mod time;
+pub mod transition;
 pub mod validate;
 
 pub use error::{OAuthError, OAuthErrorCode};

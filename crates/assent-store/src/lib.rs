@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use assent_core::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
+use assent_core::transition::{Applied, ScheduledWork, Transition, WorkId};
 use assent_core::{
     AccessTokenRecord, Application, CibaRequest, CibaStatus, Decision, Environment, IssuedTokens,
     ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User,
@@ -371,6 +372,48 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<RefreshOutcome>;
     /// Revokes every refresh token of the family and the access tokens issued with them.
     async fn revoke_refresh_family(&self, env_id: &str, family_id: &str) -> StoreResult<u64>;
+}
+
+/// The one way state changes are persisted (see `assent_core::transition`).
+#[async_trait::async_trait]
+pub trait Transitions: Send + Sync {
+    /// Persists `t` atomically, in one transaction durable on return: checks its guard, writes
+    /// its change, inserts its scheduled work, deletes the work it completes (and, once they
+    /// exist, writes its audit entries and outbox messages). `Won` when the guard held and the
+    /// completed work was still there; `Lost` (nothing written) otherwise; `Limited` when an
+    /// admission guard's abuse limit is reached. Publishes the matching wake-ups after the
+    /// commit. A guard that does not fit the change is `StoreError::Invalid`.
+    async fn apply(&self, t: &Transition) -> StoreResult<Applied>;
+}
+
+/// A piece of scheduled work held by one worker until `claimed_until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedWork {
+    pub work: ScheduledWork,
+    /// How many times it was claimed before this claim.
+    pub attempts: i64,
+    pub claimed_until: Timestamp,
+}
+
+/// Durable scheduled work (written by [`Transitions::apply`]), claimed by workers of any node.
+#[async_trait::async_trait]
+pub trait WorkStore: Send + Sync {
+    /// Atomically claims up to `limit` pieces of work due at `now` (`due_at <= now`) that no
+    /// live lease holds (never claimed, or `claimed_until <= now`), for `worker` until
+    /// `lease_until`, oldest due first. Two workers never hold the same work at once.
+    async fn claim_due_work(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedWork>>;
+    /// The earliest `due_at` of any work (claimed or not), so a worker knows how long to sleep.
+    async fn next_work_due(&self) -> StoreResult<Option<Timestamp>>;
+    /// Gives claimed work back to run again at `due_at` (after a failure). Returns false if
+    /// `worker` no longer holds it.
+    async fn retry_work(&self, worker: &str, id: &WorkId, due_at: Timestamp)
+    -> StoreResult<bool>;
 }
 
 /// Single-use JWT ids.

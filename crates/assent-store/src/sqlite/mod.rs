@@ -22,6 +22,7 @@ mod keys;
 mod paging;
 mod rows;
 mod tokens;
+mod work;
 
 use std::path::Path;
 use std::str::FromStr;
