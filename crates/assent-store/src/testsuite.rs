@@ -1460,6 +1460,16 @@ pub async fn ciba_decide_after_expiry(store: &dyn Store) {
         .unwrap();
     assert_eq!(got.status, CibaStatus::Pending);
     assert_eq!(got.decision, None);
+    // The store checks the expiry itself, not only core.
+    let at_expiry = Transition::new(
+        s.env.id.as_str(),
+        Guard::PendingAt { at: req.expires_at },
+        Change::Decide {
+            auth_req_id: req.auth_req_id.clone(),
+            decision: approve.clone(),
+        },
+    );
+    assert_eq!(store.apply(&at_expiry).await.unwrap(), Applied::Lost);
     // One millisecond before expiry still counts.
     assert!(decide(store, &req, &approve, req.expires_at.plus_millis(-1)).await);
 }
