@@ -1,16 +1,18 @@
 //! Minting and checking the tokens Assent issues (§3.5): ID tokens (OIDC Core §2), JWT access
 //! tokens (RFC 9068, `typ: at+jwt`) and opaque, rotating refresh tokens.
 
+use assent_core::grant::Grant;
 use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use assent_core::{
     AccessTokenRecord, Application, IssuedTokens, OAuthError, OAuthErrorCode, RefreshTokenRecord,
     SigningAlgorithm, Timestamp, User,
 };
 use assent_crypto::SigningAlg;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::OAuthResponseError;
-use crate::state::AppState;
+use crate::service::Deps;
 
 /// ID tokens live 60 minutes (PingOne: not configurable).
 pub const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
@@ -18,18 +20,23 @@ pub const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
 pub const ACCESS_TOKEN_ALG: SigningAlgorithm = SigningAlgorithm::RS256;
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
-/// What a user approved, carried into every token of the grant.
-#[derive(Clone, Debug)]
-pub struct Authentication {
-    pub auth_time: Timestamp,
-    pub acr: Option<String>,
-    pub amr: Vec<String>,
-    pub auth_req_id: Option<String>,
+/// The token endpoint's success body (§3.3): `{"access_token", "token_type": "Bearer",
+/// "expires_in", "scope"[, "id_token"][, "refresh_token"]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// A token response and the records to persist with it.
 pub struct Minted {
-    pub response: Value,
+    pub response: TokenResponse,
     pub tokens: IssuedTokens,
 }
 
@@ -75,19 +82,22 @@ pub fn user_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
     claims
 }
 
-/// Signs an access token, an ID token and (when asked) a refresh token for `user`.
-/// `family_id` continues a refresh family; `None` starts a new one.
-#[allow(clippy::too_many_arguments)]
+/// Signs an access token, an ID token and (when the grant asks) a refresh token for the
+/// grant's user. `family_id` continues a refresh family; `None` starts a new one.
 pub async fn mint(
-    state: &AppState,
+    state: &Deps,
     app: &Application,
-    user: &User,
-    scopes: &[String],
-    authn: &Authentication,
-    issue_refresh: bool,
+    grant: &Grant,
     family_id: Option<String>,
     now: Timestamp,
 ) -> Result<Minted, OAuthResponseError> {
+    let Grant {
+        user,
+        scopes,
+        authentication: authn,
+        issue_refresh,
+    } = grant;
+    let issue_refresh = *issue_refresh;
     let env_id = &app.environment_id;
     let issuer = state.issuer(env_id);
     // offline_access is granted only when a refresh token is actually issued.
@@ -194,19 +204,15 @@ pub async fn mint(
         revoked: false,
     };
 
-    let mut response = json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": app.access_token_duration_seconds,
-        "scope": scope,
-    });
-    // An ID token only for a grant that still carries openid (a refresh may narrow it away).
-    if granted.iter().any(|s| s == "openid") {
-        response["id_token"] = json!(id_token);
-    }
-    if let Some(rt) = refresh_token {
-        response["refresh_token"] = json!(rt);
-    }
+    let response = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: app.access_token_duration_seconds,
+        scope,
+        // An ID token only for a grant that still carries openid (a refresh may narrow it away).
+        id_token: granted.iter().any(|s| s == "openid").then_some(id_token),
+        refresh_token,
+    };
     Ok(Minted {
         response,
         tokens: IssuedTokens {
@@ -243,7 +249,7 @@ impl From<assent_store::StoreError> for AccessTokenProblem {
 /// Verifies an access token of environment `env_id`: our signature, `typ: at+jwt`, our
 /// issuer, unexpired, recorded and not revoked, and its user and application still enabled.
 pub async fn check_access_token(
-    state: &AppState,
+    state: &Deps,
     env_id: &str,
     token: &str,
     now: Timestamp,
