@@ -4,14 +4,22 @@
 use assent_core::{OAuthError, OAuthErrorCode, Timestamp};
 use assent_store::StoreError;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::Deps;
 use crate::error::OAuthResponseError;
-use crate::oauth::tokens::{AccessTokenProblem, check_access_token, user_claims};
+use crate::oauth::tokens::{AccessTokenProblem, UserClaims, check_access_token};
 
 fn bearer_error(code: OAuthErrorCode, detail: &str, status: StatusCode) -> OAuthResponseError {
     OAuthResponseError::bearer(OAuthError::new(code, detail), status)
+}
+
+/// The UserInfo response (OIDC Core §5.3.2): `sub` and the claims the token's scopes release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserinfoResponse {
+    pub sub: String,
+    #[serde(flatten)]
+    pub claims: UserClaims,
 }
 
 #[derive(Clone)]
@@ -32,7 +40,7 @@ impl UserinfoService {
         env_id: &str,
         token: &str,
         now: Timestamp,
-    ) -> Result<Value, OAuthResponseError> {
+    ) -> Result<UserinfoResponse, OAuthResponseError> {
         let state = &self.state;
         let (_, record) = check_access_token(state, env_id, token, now)
             .await
@@ -74,10 +82,9 @@ impl UserinfoService {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut body = json!({ "sub": user.id });
-        if let Value::Object(map) = &mut body {
-            map.extend(user_claims(&user, &scopes));
-        }
-        Ok(body)
+        Ok(UserinfoResponse {
+            claims: UserClaims::released(&user, &scopes),
+            sub: user.id,
+        })
     }
 }
