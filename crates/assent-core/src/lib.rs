@@ -4,6 +4,8 @@
 
 pub mod ciba;
 pub mod error;
+pub mod grant;
+pub mod hint;
 pub mod identifier;
 pub mod jwt;
 pub mod model;

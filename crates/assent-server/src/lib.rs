@@ -1,5 +1,5 @@
-//! Assent's HTTP layer. A request flows one way: extractor → handler (thin) → core decides →
-//! store persists → response. Routers are built by [`router`], so tests drive them with
+//! Assent's HTTP layer. A request flows one way: extractor → handler (thin) → service → core
+//! decides → store persists → response. Routers are built by [`router`], so tests drive them with
 //! `tower::ServiceExt::oneshot` without a socket.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -14,6 +14,7 @@ pub mod listener;
 pub mod oauth;
 pub mod outbound;
 pub mod secrets;
+pub mod service;
 pub mod state;
 pub mod v1;
 

@@ -1,5 +1,6 @@
 //! What every handler can reach: the store, the configuration, the at-rest key, the clock,
-//! the caches of parsed keys, and the shutdown token and task tracker of background work.
+//! the caches of parsed keys (together the services' [`Deps`]), the services, and the
+//! shutdown token and task tracker of background work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::keys::KeyRing;
-use crate::oauth::token::GrantRegistry;
 use crate::outbound::JwksCache;
+use crate::service::tokens::GrantRegistry;
+use crate::service::{Deps, Services};
 
 /// Settings the HTTP layer needs (the binary builds them from flags, env vars and TOML).
 #[derive(Clone, Debug)]
@@ -25,21 +27,28 @@ pub struct ServerConfig {
     pub allow_private_notification_targets: bool,
 }
 
+/// The dependencies ([`Deps`], reached through `Deref`: `state.store`, `state.now()`, …), the
+/// services built from them, and the lifecycle of background work.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub config: Arc<ServerConfig>,
-    pub secrets: Arc<SecretBox>,
-    pub clock: Arc<dyn Clock>,
-    pub keys: KeyRing,
-    pub jwks_cache: JwksCache,
-    /// The token endpoint's grant handlers, built once here.
-    pub grants: GrantRegistry,
+    /// Read through `Deref`; replaced only by the `set_*` methods, which rebuild the services
+    /// so they keep sharing the same values.
+    deps: Deps,
+    /// The services between handlers and core, built once here.
+    pub services: Services,
     /// Cancelled when the server shuts down: long-lived streams and workers watch it and end.
     pub shutdown: CancellationToken,
     /// Every background task (automatic decisions, the purge loop, workers) is spawned here,
     /// so shutdown can wait for them.
     pub tasks: TaskTracker,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.deps
+    }
 }
 
 impl AppState {
@@ -51,26 +60,43 @@ impl AppState {
     ) -> Self {
         let secrets = Arc::new(secrets);
         let allow_private = config.allow_private_notification_targets;
-        AppState {
+        let deps = Deps {
             keys: KeyRing::new(store.clone(), secrets.clone()),
             store,
             config: Arc::new(config),
             secrets,
             clock,
             jwks_cache: JwksCache::new(allow_private),
-            grants: GrantRegistry::standard(),
+        };
+        AppState {
+            services: Services::new(&deps, GrantRegistry::standard()),
+            deps,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
     }
 
-    /// `{public_url}/{envId}/as`.
-    pub fn issuer(&self, env_id: &str) -> String {
-        format!("{}/{}/as", self.config.public_url, env_id)
+    /// Replaces the clock (tests: a clock that counts its reads), for the handlers and the
+    /// services alike.
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.deps.clock = clock;
+        self.rebuild_services();
     }
 
-    pub fn now(&self) -> assent_core::Timestamp {
-        self.clock.now()
+    /// Replaces the JWKS cache (tests: other address rules or refresh interval).
+    pub fn set_jwks_cache(&mut self, cache: JwksCache) {
+        self.deps.jwks_cache = cache;
+        self.rebuild_services();
+    }
+
+    /// Replaces the grant handlers the token endpoint answers.
+    pub fn set_grants(&mut self, grants: GrantRegistry) {
+        self.services = Services::new(&self.deps, grants);
+    }
+
+    fn rebuild_services(&mut self) {
+        let grants = self.services.tokens.grants().clone();
+        self.services = Services::new(&self.deps, grants);
     }
 
     /// Spawns a background task that ends when the server shuts down: `task` runs until it

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::OAuthResponseError;
 use crate::form::OAuthForm;
-use crate::state::AppState;
+use crate::service::Deps;
 
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// A client assertion may expire at most this far ahead (§3.1).
@@ -115,7 +115,7 @@ fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthRe
 /// Authenticates the calling application. `endpoint` is the full URL being called (an
 /// accepted assertion `aud`, besides the issuer and the token endpoint).
 pub async fn authenticate(
-    state: &AppState,
+    state: &Deps,
     env_id: &str,
     headers: &HeaderMap,
     form: &OAuthForm,
@@ -179,7 +179,7 @@ pub async fn authenticate(
 }
 
 async fn load_client(
-    state: &AppState,
+    state: &Deps,
     env_id: &str,
     client_id: &str,
 ) -> Result<Application, OAuthResponseError> {
@@ -191,10 +191,7 @@ async fn load_client(
 }
 
 /// The application's client secret, decrypted.
-pub async fn client_secret(
-    state: &AppState,
-    app: &Application,
-) -> Result<String, OAuthResponseError> {
+pub async fn client_secret(state: &Deps, app: &Application) -> Result<String, OAuthResponseError> {
     let sealed = state
         .store
         .get_application_secret(&app.environment_id, &app.id)
@@ -208,7 +205,7 @@ pub async fn client_secret(
 
 /// Checks a client assertion's signature and every claim rule of §3.1.
 async fn verify_assertion(
-    state: &AppState,
+    state: &Deps,
     app: &Application,
     assertion: &str,
     endpoint: &str,
@@ -298,7 +295,7 @@ async fn verify_assertion(
 
 /// The application's public keys: its registered `jwks`, or its `jwksUrl` (cached).
 pub async fn client_keys(
-    state: &AppState,
+    state: &Deps,
     app: &Application,
     kid: Option<&str>,
 ) -> Result<JwkSet, OAuthResponseError> {

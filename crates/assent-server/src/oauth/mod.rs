@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 
 use crate::error::OAuthResponseError;
 use crate::form::MAX_FORM_BYTES;
+use crate::service::Deps;
 use crate::state::AppState;
 
 pub mod authenticated;
@@ -59,10 +60,7 @@ pub fn not_found() -> OAuthResponseError {
 }
 
 /// The environment of an `/{envId}/as/…` path; unknown → 404 with an OAuth-style body.
-pub async fn environment(
-    state: &AppState,
-    env_id: &str,
-) -> Result<Environment, OAuthResponseError> {
+pub async fn environment(state: &Deps, env_id: &str) -> Result<Environment, OAuthResponseError> {
     match state.store.get_environment(env_id).await {
         Ok(env) => Ok(env),
         Err(StoreError::NotFound) => Err(OAuthResponseError::new(OAuthError::invalid_request(

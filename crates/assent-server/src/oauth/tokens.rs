@@ -1,16 +1,18 @@
 //! Minting and checking the tokens Assent issues (§3.5): ID tokens (OIDC Core §2), JWT access
 //! tokens (RFC 9068, `typ: at+jwt`) and opaque, rotating refresh tokens.
 
+use assent_core::grant::Grant;
 use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use assent_core::{
     AccessTokenRecord, Application, IssuedTokens, OAuthError, OAuthErrorCode, RefreshTokenRecord,
     SigningAlgorithm, Timestamp, User,
 };
 use assent_crypto::SigningAlg;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::error::OAuthResponseError;
-use crate::state::AppState;
+use crate::service::Deps;
 
 /// ID tokens live 60 minutes (PingOne: not configurable).
 pub const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
@@ -18,18 +20,23 @@ pub const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
 pub const ACCESS_TOKEN_ALG: SigningAlgorithm = SigningAlgorithm::RS256;
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
-/// What a user approved, carried into every token of the grant.
-#[derive(Clone, Debug)]
-pub struct Authentication {
-    pub auth_time: Timestamp,
-    pub acr: Option<String>,
-    pub amr: Vec<String>,
-    pub auth_req_id: Option<String>,
+/// The token endpoint's success body (§3.3): `{"access_token", "token_type": "Bearer",
+/// "expires_in", "scope"[, "id_token"][, "refresh_token"]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// A token response and the records to persist with it.
 pub struct Minted {
-    pub response: Value,
+    pub response: TokenResponse,
     pub tokens: IssuedTokens,
 }
 
@@ -41,53 +48,111 @@ fn server_error(e: impl std::fmt::Display) -> OAuthResponseError {
     ))
 }
 
-/// Claims about the user released by scope (OIDC Core §5.4).
-pub fn user_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
-    let mut claims = Map::new();
-    let has = |s: &str| scopes.iter().any(|x| x == s);
-    if has("profile") {
-        let full = [user.given_name.as_deref(), user.family_name.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !full.is_empty() {
-            claims.insert("name".into(), json!(full));
-        }
-        if let Some(g) = &user.given_name {
-            claims.insert("given_name".into(), json!(g));
-        }
-        if let Some(f) = &user.family_name {
-            claims.insert("family_name".into(), json!(f));
-        }
-        claims.insert("preferred_username".into(), json!(user.username));
-    }
-    if has("email")
-        && let Some(e) = &user.email
-    {
-        claims.insert("email".into(), json!(e));
-    }
-    if has("phone")
-        && let Some(p) = &user.phone_number
-    {
-        claims.insert("phone_number".into(), json!(p));
-    }
-    claims
+/// Claims about the user released by scope (OIDC Core §5.4), in ID tokens and at userinfo:
+/// `profile` → `name` (given and family name, when either is set), `given_name`,
+/// `family_name`, `preferred_username`; `email` → `email`; `phone` → `phone_number`. A claim
+/// without a value is left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UserClaims {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
 }
 
-/// Signs an access token, an ID token and (when asked) a refresh token for `user`.
-/// `family_id` continues a refresh family; `None` starts a new one.
-#[allow(clippy::too_many_arguments)]
+impl UserClaims {
+    /// What `scopes` release about `user`.
+    pub fn released(user: &User, scopes: &[String]) -> Self {
+        let has = |s: &str| scopes.iter().any(|x| x == s);
+        let mut claims = UserClaims::default();
+        if has("profile") {
+            let full = [user.given_name.as_deref(), user.family_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            claims.name = (!full.is_empty()).then_some(full);
+            claims.given_name = user.given_name.clone();
+            claims.family_name = user.family_name.clone();
+            claims.preferred_username = Some(user.username.clone());
+        }
+        if has("email") {
+            claims.email = user.email.clone();
+        }
+        if has("phone") {
+            claims.phone_number = user.phone_number.clone();
+        }
+        claims
+    }
+}
+
+/// The claims of our JWT access tokens (RFC 9068 §2.2, §3.5). `aud` is the issuer: the
+/// resource they are good for is this environment's userinfo and introspection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccessTokenClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+    pub env: &'a str,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<&'a str>,
+}
+
+/// The claims of our ID tokens (OIDC Core §2, §3.5): `acr` only as §3.2 says, `at_hash` of the
+/// access token issued with it, and the user claims its scopes release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IdTokenClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<&'a str>,
+    pub amr: &'a [String],
+    pub at_hash: String,
+    pub env: &'a str,
+    #[serde(flatten)]
+    pub user: UserClaims,
+}
+
+/// Claims as the JSON object a signer signs.
+fn claims_object(claims: &impl Serialize) -> Result<Value, OAuthResponseError> {
+    serde_json::to_value(claims).map_err(server_error)
+}
+
+/// Signs an access token, an ID token and (when the grant asks) a refresh token for the
+/// grant's user. `family_id` continues a refresh family; `None` starts a new one.
 pub async fn mint(
-    state: &AppState,
+    state: &Deps,
     app: &Application,
-    user: &User,
-    scopes: &[String],
-    authn: &Authentication,
-    issue_refresh: bool,
+    grant: &Grant,
     family_id: Option<String>,
     now: Timestamp,
 ) -> Result<Minted, OAuthResponseError> {
+    let Grant {
+        user,
+        scopes,
+        authentication: authn,
+        issue_refresh,
+    } = grant;
+    let issue_refresh = *issue_refresh;
     let env_id = &app.environment_id;
     let issuer = state.issuer(env_id);
     // offline_access is granted only when a refresh token is actually issued.
@@ -101,59 +166,50 @@ pub async fn mint(
     let at_exp = iat + app.access_token_duration_seconds;
     let jti = assent_crypto::random_token(24);
 
-    let mut at_claims = json!({
-        "iss": issuer,
-        "sub": user.id,
-        "aud": issuer,
-        "client_id": app.id,
-        "scope": scope,
-        "iat": iat,
-        "nbf": iat,
-        "exp": at_exp,
-        "jti": jti,
-        "env": env_id,
-        "auth_time": authn.auth_time.secs(),
-    });
-    if let Some(acr) = &authn.acr {
-        at_claims["acr"] = json!(acr);
-    }
+    let at_claims = AccessTokenClaims {
+        iss: &issuer,
+        sub: &user.id,
+        aud: &issuer,
+        client_id: &app.id,
+        scope: &scope,
+        iat,
+        nbf: iat,
+        exp: at_exp,
+        jti: &jti,
+        env: env_id,
+        auth_time: authn.auth_time.secs(),
+        acr: authn.acr.as_deref(),
+    };
     let at_signer = state
         .keys
         .signer(env_id, ACCESS_TOKEN_ALG, now)
         .await
         .map_err(server_error)?;
     let access_token = at_signer
-        .sign(Some(ACCESS_TOKEN_TYP), &at_claims)
+        .sign(Some(ACCESS_TOKEN_TYP), &claims_object(&at_claims)?)
         .map_err(server_error)?;
 
     let id_alg = app.id_token_signing_algorithm;
-    let mut id_claims = Map::new();
-    id_claims.insert("iss".into(), json!(issuer));
-    id_claims.insert("sub".into(), json!(user.id));
-    id_claims.insert("aud".into(), json!(app.id));
-    id_claims.insert("iat".into(), json!(iat));
-    id_claims.insert("exp".into(), json!(iat + ID_TOKEN_LIFETIME_SECS));
-    id_claims.insert("auth_time".into(), json!(authn.auth_time.secs()));
-    if let Some(acr) = &authn.acr {
-        id_claims.insert("acr".into(), json!(acr));
-    }
-    id_claims.insert("amr".into(), json!(authn.amr));
-    id_claims.insert(
-        "at_hash".into(),
-        json!(assent_crypto::at_hash(
-            &access_token,
-            crate::keys::crypto_alg(id_alg)
-        )),
-    );
-    id_claims.insert("env".into(), json!(env_id));
-    id_claims.extend(user_claims(user, &granted));
+    let id_claims = IdTokenClaims {
+        iss: &issuer,
+        sub: &user.id,
+        aud: &app.id,
+        iat,
+        exp: iat + ID_TOKEN_LIFETIME_SECS,
+        auth_time: authn.auth_time.secs(),
+        acr: authn.acr.as_deref(),
+        amr: &authn.amr,
+        at_hash: assent_crypto::at_hash(&access_token, crate::keys::crypto_alg(id_alg)),
+        env: env_id,
+        user: UserClaims::released(user, &granted),
+    };
     let id_signer = state
         .keys
         .signer(env_id, id_alg, now)
         .await
         .map_err(server_error)?;
     let id_token = id_signer
-        .sign(Some("JWT"), &Value::Object(id_claims))
+        .sign(Some("JWT"), &claims_object(&id_claims)?)
         .map_err(server_error)?;
 
     let (refresh_token, refresh_record) = if issue_refresh {
@@ -194,19 +250,15 @@ pub async fn mint(
         revoked: false,
     };
 
-    let mut response = json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": app.access_token_duration_seconds,
-        "scope": scope,
-    });
-    // An ID token only for a grant that still carries openid (a refresh may narrow it away).
-    if granted.iter().any(|s| s == "openid") {
-        response["id_token"] = json!(id_token);
-    }
-    if let Some(rt) = refresh_token {
-        response["refresh_token"] = json!(rt);
-    }
+    let response = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: app.access_token_duration_seconds,
+        scope,
+        // An ID token only for a grant that still carries openid (a refresh may narrow it away).
+        id_token: granted.iter().any(|s| s == "openid").then_some(id_token),
+        refresh_token,
+    };
     Ok(Minted {
         response,
         tokens: IssuedTokens {
@@ -243,7 +295,7 @@ impl From<assent_store::StoreError> for AccessTokenProblem {
 /// Verifies an access token of environment `env_id`: our signature, `typ: at+jwt`, our
 /// issuer, unexpired, recorded and not revoked, and its user and application still enabled.
 pub async fn check_access_token(
-    state: &AppState,
+    state: &Deps,
     env_id: &str,
     token: &str,
     now: Timestamp,
@@ -317,4 +369,117 @@ pub async fn check_access_token(
         return Err(AccessTokenProblem::Revoked);
     }
     Ok((claims, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn alice() -> User {
+        User {
+            id: "u1".into(),
+            environment_id: "e".into(),
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            given_name: Some("Alice".into()),
+            family_name: None,
+            phone_number: Some("+15550100".into()),
+            password_hash: None,
+            enabled: true,
+            auto_decision: None,
+            auto_decision_delay_ms: None,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    fn scopes(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn user_claims_are_released_by_scope_and_left_out_without_a_value() {
+        let user = alice();
+        let released = |s: &[&str]| serde_json::to_value(UserClaims::released(&user, &scopes(s)));
+        assert_eq!(released(&["openid"]).unwrap(), json!({}));
+        assert_eq!(
+            released(&["openid", "profile"]).unwrap(),
+            json!({"name": "Alice", "given_name": "Alice", "preferred_username": "alice"})
+        );
+        assert_eq!(
+            released(&["openid", "email", "phone"]).unwrap(),
+            json!({"email": "alice@example.com", "phone_number": "+15550100"})
+        );
+        let nameless = User {
+            given_name: None,
+            email: None,
+            ..alice()
+        };
+        assert_eq!(
+            serde_json::to_value(UserClaims::released(
+                &nameless,
+                &scopes(&["profile", "email"])
+            ))
+            .unwrap(),
+            json!({"preferred_username": "alice"})
+        );
+    }
+
+    #[test]
+    fn access_token_claims_carry_acr_only_when_set() {
+        let claims = AccessTokenClaims {
+            iss: "https://as/e/as",
+            sub: "u1",
+            aud: "https://as/e/as",
+            client_id: "app",
+            scope: "openid",
+            iat: 100,
+            nbf: 100,
+            exp: 3700,
+            jti: "j",
+            env: "e",
+            auth_time: 90,
+            acr: None,
+        };
+        assert_eq!(
+            claims_object(&claims).unwrap(),
+            json!({"iss": "https://as/e/as", "sub": "u1", "aud": "https://as/e/as",
+                   "client_id": "app", "scope": "openid", "iat": 100, "nbf": 100, "exp": 3700,
+                   "jti": "j", "env": "e", "auth_time": 90})
+        );
+        let with_acr = AccessTokenClaims {
+            acr: Some("urn:assent:acr:hwk"),
+            ..claims
+        };
+        assert_eq!(
+            claims_object(&with_acr).unwrap()["acr"],
+            json!("urn:assent:acr:hwk")
+        );
+    }
+
+    #[test]
+    fn id_token_claims_hold_the_user_claims_at_top_level() {
+        let amr = scopes(&["mfa", "hwk"]);
+        let claims = IdTokenClaims {
+            iss: "https://as/e/as",
+            sub: "u1",
+            aud: "app",
+            iat: 100,
+            exp: 3700,
+            auth_time: 90,
+            acr: None,
+            amr: &amr,
+            at_hash: "h".into(),
+            env: "e",
+            user: UserClaims::released(&alice(), &scopes(&["openid", "email"])),
+        };
+        assert_eq!(
+            claims_object(&claims).unwrap(),
+            json!({"iss": "https://as/e/as", "sub": "u1", "aud": "app", "iat": 100,
+                   "exp": 3700, "auth_time": 90, "amr": ["mfa", "hwk"], "at_hash": "h",
+                   "env": "e", "email": "alice@example.com"})
+        );
+    }
 }

@@ -2257,8 +2257,10 @@ async fn private_key_jwt_via_jwks_url_is_cached_and_refetched_for_a_new_kid() {
     let h = Harness::with_state(
         |_| {},
         |s| {
-            s.jwks_cache = assent_server::outbound::JwksCache::new(true)
-                .with_min_refresh(std::time::Duration::ZERO)
+            s.set_jwks_cache(
+                assent_server::outbound::JwksCache::new(true)
+                    .with_min_refresh(std::time::Duration::ZERO),
+            )
         },
     )
     .await;
@@ -2304,7 +2306,7 @@ async fn private_key_jwt_via_jwks_url_is_cached_and_refetched_for_a_new_kid() {
 async fn jwks_url_on_a_private_address_is_refused_without_the_development_switch() {
     let h = Harness::with_state(
         |_| {},
-        |s| s.jwks_cache = assent_server::outbound::JwksCache::new(false),
+        |s| s.set_jwks_cache(assent_server::outbound::JwksCache::new(false)),
     )
     .await;
     let (base, _) = h.sandbox().await;
@@ -3547,10 +3549,10 @@ async fn a_client_authenticated_request_reads_the_clock_once() {
         |_| {},
         |state| {
             let inner = assent_server::ManualClock::new(START);
-            state.clock = Arc::new(CountingClock {
+            state.set_clock(Arc::new(CountingClock {
                 inner,
                 reads: counter,
-            });
+            }));
         },
     )
     .await;
@@ -3596,7 +3598,11 @@ async fn a_client_authenticated_request_reads_the_clock_once() {
 async fn the_token_endpoint_answers_the_grants_of_the_registry_built_with_the_state() {
     let h = Harness::with_state(
         |_| {},
-        |state| state.grants = assent_server::oauth::token::GrantRegistry::new(Vec::new()),
+        |state| {
+            state.set_grants(assent_server::service::tokens::GrantRegistry::new(
+                Vec::new(),
+            ))
+        },
     )
     .await;
     let (client, _user) = h.sandbox().await;
