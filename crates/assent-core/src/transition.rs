@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
 use crate::model::{
-    AccessTokenRecord, CibaRequest, Decision, DecisionOutcome, Id, IssuedTokens,
-    RefreshTokenRecord,
+    AccessTokenRecord, CibaRequest, Decision, DecisionOutcome, Id, IssuedTokens, RefreshTokenRecord,
 };
 use crate::time::Timestamp;
 

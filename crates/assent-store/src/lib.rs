@@ -28,6 +28,7 @@ pub use wakeups::{InProcessWakeUps, WakeKey, WakeUp, WakeUps};
 pub mod prelude {
     pub use crate::{
         CibaStore, DirectoryStore, Housekeeping, JtiStore, KeyStore, Store, TokenStore, WakeUps,
+        WorkStore,
     };
 }
 
@@ -156,7 +157,15 @@ pub struct Resealed {
 
 /// Everything Assent persists: one value per backend, shared as `Arc<dyn Store>`.
 pub trait Store:
-    DirectoryStore + KeyStore + CibaStore + TokenStore + JtiStore + Housekeeping + WakeUps + 'static
+    DirectoryStore
+    + KeyStore
+    + CibaStore
+    + TokenStore
+    + JtiStore
+    + WorkStore
+    + Housekeeping
+    + WakeUps
+    + 'static
 {
 }
 
@@ -166,6 +175,7 @@ impl<T> Store for T where
         + CibaStore
         + TokenStore
         + JtiStore
+        + WorkStore
         + Housekeeping
         + WakeUps
         + 'static
@@ -408,12 +418,13 @@ pub trait WorkStore: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedWork>>;
-    /// The earliest `due_at` of any work (claimed or not), so a worker knows how long to sleep.
+    /// The earliest instant at which some work can be claimed: its `due_at`, or the end of
+    /// its lease while one holds it (`None`: no work at all), so a worker knows how long it
+    /// may sleep.
     async fn next_work_due(&self) -> StoreResult<Option<Timestamp>>;
     /// Gives claimed work back to run again at `due_at` (after a failure). Returns false if
     /// `worker` no longer holds it.
-    async fn retry_work(&self, worker: &str, id: &WorkId, due_at: Timestamp)
-    -> StoreResult<bool>;
+    async fn retry_work(&self, worker: &str, id: &WorkId, due_at: Timestamp) -> StoreResult<bool>;
 }
 
 /// Single-use JWT ids.

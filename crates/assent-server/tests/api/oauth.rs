@@ -3534,6 +3534,9 @@ impl assent_server::Clock for CountingClock {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         assent_server::Clock::now(&self.inner)
     }
+    fn sleep_until(&self, at: assent_core::Timestamp) -> assent_server::clock::Sleep {
+        assent_server::Clock::sleep_until(&self.inner, at)
+    }
 }
 
 #[tokio::test]
