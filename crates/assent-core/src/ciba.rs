@@ -1,12 +1,19 @@
 //! The CIBA request state machine: what a poll of the token endpoint gets (CIBA §11, Assent
 //! spec §3.3), when a decision may still be taken, and which `acr` a decision satisfies.
+//!
+//! Every state change of a request is built here as a [`Transition`] for the store to apply:
+//! [`admit`] (a new request), [`record_poll`] (poll bookkeeping), [`decide`] (every decision
+//! channel), [`expire`], [`redeem`] and [`revoke_replayed`]. The guard each one carries is
+//! the state it was judged on; if that state changed before the store applied it, the store
+//! reports `Lost` and the caller reads again and judges again.
 
 use crate::error::{OAuthError, OAuthErrorCode};
 use crate::model::{
     AbuseLimits, CibaRequest, CibaStatus, Decision, DecisionChannel, DecisionOutcome,
-    EnvironmentType,
+    EnvironmentType, IssuedTokens,
 };
 use crate::time::Timestamp;
+use crate::transition::{Change, Guard, Transition};
 
 /// Each `slow_down` makes the required interval this much longer (CIBA §11, RFC 8628 §3.5).
 pub const SLOW_DOWN_INCREMENT_SECS: i64 = 5;
@@ -238,6 +245,119 @@ pub fn check_decidable(req: &CibaRequest, now: Timestamp) -> Result<(), DecideEr
         return Err(DecideError::AlreadyDecided);
     }
     Ok(())
+}
+
+// --- transitions ------------------------------------------------------------------------------
+
+/// Stores a new request (durable before `/bc-authorize` acknowledges it, CIBA §7.3). With
+/// `abuse` (from [`abuse_guard`]), the store counts the limits in the same transaction as the
+/// insert and answers `Applied::Limited` instead of storing when one is reached (§9).
+pub fn admit(request: CibaRequest, abuse: Option<AbuseGuard>) -> Transition {
+    Transition::new(
+        request.environment_id.clone(),
+        Guard::Admit { abuse },
+        Change::InsertRequest { request },
+    )
+}
+
+/// Records the poll [`evaluate_poll`] judged on `req` (its `update`), as a compare-and-set on
+/// the poll state `req` was read with: of two polls judged on the same state, one is recorded
+/// and the other loses and is judged again, so every answered poll counts towards `slow_down`.
+pub fn record_poll(req: &CibaRequest, update: PollUpdate) -> Transition {
+    Transition::new(
+        req.environment_id.clone(),
+        Guard::PolledAsRead {
+            last_polled_at: update.expected_last_polled_at,
+            interval_seconds: update.expected_interval_seconds,
+        },
+        Change::RecordPoll {
+            auth_req_id: req.auth_req_id.clone(),
+            update,
+        },
+    )
+}
+
+/// THE decision path, for every channel (SANDBOX simulation, automatic answers, admin
+/// cancellation; device keys, the web page, email links and webhooks as they come): a
+/// channel only differs in how it authenticated the decider and what evidence `decision`
+/// carries. Refused unless `req` is pending and unexpired at `now` ([`check_decidable`]); the
+/// store writes it only if the request is still pending and unexpired at `now` when it
+/// applies it, so of concurrent decisions the first wins (§3.3, §6). `decision` is stored
+/// as given (its `decided_at` is normally `now`).
+pub fn decide(
+    req: &CibaRequest,
+    decision: Decision,
+    now: Timestamp,
+) -> Result<Transition, DecideError> {
+    check_decidable(req, now)?;
+    Ok(Transition::new(
+        req.environment_id.clone(),
+        Guard::PendingAt { at: now },
+        Change::Decide {
+            auth_req_id: req.auth_req_id.clone(),
+            decision,
+        },
+    ))
+}
+
+/// Why [`expire`] refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExpireError {
+    #[error("the request has not expired yet")]
+    NotExpired,
+    #[error("the request is no longer pending (decided, redeemed or already expired)")]
+    NotPending,
+}
+
+/// Marks that `req` expired undecided: only a pending request past its `expires_at`. A reader
+/// sees EXPIRED whether or not this is applied (the status is derived from time); the point of
+/// the transition is what it will carry, written exactly once and never for a request a
+/// decision won: the expiry notifications of issue #10 (ping/push `expired_token`, the
+/// audit entry) attach here. Nothing applies it yet outside tests.
+pub fn expire(req: &CibaRequest, now: Timestamp) -> Result<Transition, ExpireError> {
+    if req.status != CibaStatus::Pending {
+        return Err(ExpireError::NotPending);
+    }
+    if !req.is_expired(now) {
+        return Err(ExpireError::NotExpired);
+    }
+    Ok(Transition::new(
+        req.environment_id.clone(),
+        Guard::ExpiredPendingAt { at: now },
+        Change::Expire {
+            auth_req_id: req.auth_req_id.clone(),
+        },
+    ))
+}
+
+/// Redeems an approved request ([`PollVerdict::Redeem`]) at `at` and stores `tokens` with it.
+/// `at` is the redemption time, read just before the store call: polls that arrived until
+/// then were concurrent with this one, later ones are replays ([`evaluate_poll`]). The store
+/// writes it only if the request is still APPROVED and unexpired at `at`, so exactly one of
+/// concurrent redemptions wins and only its tokens are stored.
+pub fn redeem(req: &CibaRequest, tokens: IssuedTokens, at: Timestamp) -> Transition {
+    Transition::new(
+        req.environment_id.clone(),
+        Guard::ApprovedAt { at },
+        Change::Redeem {
+            auth_req_id: req.auth_req_id.clone(),
+            at,
+            tokens,
+        },
+    )
+}
+
+/// Revokes everything issued from a redeemed request whose `auth_req_id` came back
+/// ([`PollVerdict::Replay`]; RFC 6749 §4.1.2, spec §3.3): its access tokens and its refresh
+/// families, with the access tokens minted by refreshing them.
+pub fn revoke_replayed(req: &CibaRequest) -> Transition {
+    Transition::new(
+        req.environment_id.clone(),
+        Guard::Redeemed,
+        Change::RevokeRequestTokens {
+            auth_req_id: req.auth_req_id.clone(),
+        },
+    )
 }
 
 /// Assurance levels, strongest first: device key > web authenticator > magic link = webhook.
@@ -542,3 +662,6 @@ mod tests {
         assert_eq!(satisfied_acr(None, DecisionChannel::Device), None);
     }
 }
+
+#[cfg(test)]
+mod transition_tests;

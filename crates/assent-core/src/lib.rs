@@ -8,6 +8,7 @@ pub mod identifier;
 pub mod jwt;
 pub mod model;
 pub mod page;
+pub mod refresh;
 pub mod retention;
 pub mod time;
 pub mod transition;

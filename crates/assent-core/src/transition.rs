@@ -60,6 +60,15 @@ impl Transition {
         }
     }
 
+    /// Revokes the access token `jti` (RFC 7009), whatever its state.
+    pub fn revoke_access_token(environment_id: impl Into<Id>, jti: impl Into<String>) -> Self {
+        Transition::new(
+            environment_id,
+            Guard::Always,
+            Change::RevokeAccessToken { jti: jti.into() },
+        )
+    }
+
     /// The CIBA request the transition is about, if any.
     pub fn auth_req_id(&self) -> Option<&str> {
         match &self.change {
@@ -69,12 +78,115 @@ impl Transition {
             | Change::Expire { auth_req_id }
             | Change::Redeem { auth_req_id, .. }
             | Change::RevokeRequestTokens { auth_req_id } => Some(auth_req_id),
-            Change::RotateRefresh { .. } | Change::RevokeRefreshFamily { .. } | Change::Nothing => {
-                None
+            Change::RotateRefresh { .. }
+            | Change::RevokeRefreshFamily { .. }
+            | Change::RevokeAccessToken { .. }
+            | Change::Nothing => None,
+        }
+    }
+
+    /// Checks that the transition is well formed: its guard is one its change accepts, the
+    /// values the guard and the change both carry agree, and every row it writes belongs to
+    /// [`Transition::environment_id`]. A store refuses a transition that fails this (as
+    /// `StoreError::Invalid`) before writing anything: it is a caller's bug, not a lost race.
+    pub fn check(&self) -> Result<(), Misfit> {
+        let env = self.environment_id.as_str();
+        let same_env = |other: &str, what: &'static str| {
+            if other == env {
+                Ok(())
+            } else {
+                Err(Misfit(what))
             }
+        };
+        for work in &self.schedule {
+            same_env(
+                &work.environment_id,
+                "scheduled work of another environment",
+            )?;
+        }
+        match (&self.guard, &self.change) {
+            (Guard::Admit { .. }, Change::InsertRequest { request }) => {
+                same_env(&request.environment_id, "a request of another environment")
+            }
+            (
+                Guard::PolledAsRead {
+                    last_polled_at,
+                    interval_seconds,
+                },
+                Change::RecordPoll { update, .. },
+            ) => {
+                if update.expected_last_polled_at == *last_polled_at
+                    && update.expected_interval_seconds == *interval_seconds
+                {
+                    Ok(())
+                } else {
+                    Err(Misfit(
+                        "the poll guard differs from the update's expectation",
+                    ))
+                }
+            }
+            (Guard::PendingAt { .. }, Change::Decide { .. })
+            | (Guard::ExpiredPendingAt { .. }, Change::Expire { .. })
+            | (Guard::Redeemed, Change::RevokeRequestTokens { .. })
+            | (
+                Guard::Always,
+                Change::RevokeRefreshFamily { .. }
+                | Change::RevokeAccessToken { .. }
+                | Change::Nothing,
+            ) => Ok(()),
+            (
+                Guard::ApprovedAt { at },
+                Change::Redeem {
+                    at: redeemed_at,
+                    tokens,
+                    ..
+                },
+            ) => {
+                if at != redeemed_at {
+                    return Err(Misfit(
+                        "a redemption judged at one time and stored at another",
+                    ));
+                }
+                same_env(
+                    &tokens.access_token.environment_id,
+                    "a token of another environment",
+                )?;
+                match &tokens.refresh_token {
+                    Some(r) => same_env(&r.environment_id, "a token of another environment"),
+                    None => Ok(()),
+                }
+            }
+            (
+                Guard::RefreshAsRead { rotated_at, at },
+                Change::RotateRefresh {
+                    rotated_at: stored,
+                    new_token,
+                    new_access,
+                    ..
+                },
+            ) => {
+                // The first rotation time is kept: the grace does not slide.
+                if rotated_at.unwrap_or(*at) != *stored {
+                    return Err(Misfit("a rotation that moves the first rotation time"));
+                }
+                same_env(&new_token.environment_id, "a token of another environment")?;
+                same_env(&new_access.environment_id, "a token of another environment")?;
+                if new_access.refresh_family_id.as_deref() != Some(new_token.family_id.as_str()) {
+                    return Err(Misfit(
+                        "an access token outside the new refresh token's family",
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(Misfit("the guard does not fit the change")),
         }
     }
 }
+
+/// Why a [`Transition`] is malformed ([`Transition::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed transition: {0}")]
+pub struct Misfit(pub &'static str);
 
 /// What must hold, at apply time, for the change to be written. Each [`Change`] documents the
 /// guards it accepts; the store refuses any other pairing as `StoreError::Invalid`.
@@ -148,6 +260,8 @@ pub enum Change {
     },
     /// Revoke a refresh family (its refresh and access tokens). Guard: [`Guard::Always`].
     RevokeRefreshFamily { family_id: String },
+    /// Revoke one access token (RFC 7009). Guard: [`Guard::Always`].
+    RevokeAccessToken { jti: String },
     /// No change of its own (a transition that only finishes scheduled work). Guard:
     /// [`Guard::Always`].
     Nothing,

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use assent_core::ciba::{DecideError, check_decidable};
+use assent_core::ciba::{self, DecideError, check_decidable};
+use assent_core::transition::Applied;
 use assent_core::{Decision, DecisionChannel, DecisionOutcome, Timestamp};
 use assent_store::StoreError;
 
@@ -45,7 +46,6 @@ pub async fn decide(
     now: Timestamp,
 ) -> Result<(), DecideFailure> {
     let req = state.store.get_ciba_request(env_id, auth_req_id).await?;
-    check_decidable(&req, now)?;
     let decision = Decision {
         outcome: input.outcome,
         channel: input.channel,
@@ -54,15 +54,13 @@ pub async fn decide(
         evidence: input.evidence,
         decided_at: now,
     };
-    if state
-        .store
-        .decide_ciba_request(env_id, auth_req_id, &decision, now)
-        .await?
-    {
+    let (outcome, channel) = (decision.outcome, decision.channel);
+    let transition = ciba::decide(&req, decision, now)?;
+    if state.store.apply(&transition).await? == Applied::Won {
         tracing::info!(
             environment_id = %env_id,
-            outcome = decision.outcome.as_str(),
-            channel = decision.channel.as_str(),
+            outcome = outcome.as_str(),
+            channel = channel.as_str(),
             "CIBA request decided"
         );
         return Ok(());

@@ -1,16 +1,18 @@
 //! Assent's persistence. The [`Store`] is made of small traits, one per aggregate
 //! ([`DirectoryStore`], [`KeyStore`], [`CibaStore`], [`TokenStore`], [`JtiStore`],
-//! [`Housekeeping`]) plus [`WakeUps`]; bring them into scope with `use assent_store::prelude::*`.
-//! Their semantics hold on SQLite and PostgreSQL alike: every state change that must be atomic (decisions, redemption, poll bookkeeping,
-//! refresh-token rotation, single-use `jti`s) is a single conditional write that reports
-//! whether it won, so no race between requests or nodes can issue tokens twice.
+//! [`WorkStore`], [`Housekeeping`]) plus [`Transitions`] and [`WakeUps`]; bring them into scope with
+//! `use assent_store::prelude::*`. Their semantics hold on SQLite and PostgreSQL alike: every
+//! state change of a CIBA request or a token (admission, poll bookkeeping, decisions, expiry,
+//! redemption, replay revocation, refresh-token rotation and revocation) is a core
+//! `Transition` persisted by [`Transitions::apply`], atomically with its guard, which reports
+//! whether it won; single-use `jti`s are one conditional write. So no race between requests
+//! or nodes can issue tokens twice.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use assent_core::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
 use assent_core::transition::{Applied, ScheduledWork, Transition, WorkId};
 use assent_core::{
-    AccessTokenRecord, Application, CibaRequest, CibaStatus, Decision, Environment, IssuedTokens,
-    ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User,
+    AccessTokenRecord, Application, CibaRequest, CibaStatus, Environment, ListPage, Page,
+    RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User,
 };
 
 mod open;
@@ -27,8 +29,8 @@ pub use wakeups::{InProcessWakeUps, WakeKey, WakeUp, WakeUps};
 /// (`Arc<dyn Store>` reaches every method without them).
 pub mod prelude {
     pub use crate::{
-        CibaStore, DirectoryStore, Housekeeping, JtiStore, KeyStore, Store, TokenStore, WakeUps,
-        WorkStore,
+        CibaStore, DirectoryStore, Housekeeping, JtiStore, KeyStore, Store, TokenStore,
+        Transitions, WakeUps, WorkStore,
     };
 }
 
@@ -103,30 +105,6 @@ pub struct CibaRequestFilter {
     pub application_id: Option<String>,
 }
 
-/// Outcome of presenting a refresh token for rotation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[allow(clippy::large_enum_variant)] // returned once per refresh grant; boxing buys nothing
-pub enum RefreshOutcome {
-    /// The token was current: it is now rotated, the new one stored. Holds the old record.
-    Rotated(RefreshTokenRecord),
-    /// The token had already been rotated (or revoked): its whole family is now revoked.
-    Reused,
-    /// Unknown, expired, or of another environment.
-    Invalid,
-}
-
-/// Outcome of inserting a CIBA request under an [`AbuseGuard`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// Stored (durable on return).
-    Inserted,
-    /// Not stored: `limit` is reached; a slot frees up at `free_at`.
-    Limited {
-        limit: AbuseLimit,
-        free_at: Timestamp,
-    },
-}
-
 /// Name of the [`KeyStore::get_server_meta`] entry holding the at-rest key check.
 pub const META_KEY_CHECK: &str = "at_rest_key_check";
 
@@ -162,6 +140,7 @@ pub trait Store:
     + CibaStore
     + TokenStore
     + JtiStore
+    + Transitions
     + WorkStore
     + Housekeeping
     + WakeUps
@@ -175,6 +154,7 @@ impl<T> Store for T where
         + CibaStore
         + TokenStore
         + JtiStore
+        + Transitions
         + WorkStore
         + Housekeeping
         + WakeUps
@@ -291,21 +271,10 @@ pub trait KeyStore: Send + Sync {
     async fn reseal_all(&self, resealed: &[Resealed], meta: (&str, &[u8])) -> StoreResult<()>;
 }
 
-/// CIBA requests.
+/// CIBA requests, as read. Their state changes are transitions ([`Transitions::apply`]).
 #[async_trait::async_trait]
 pub trait CibaStore: Send + Sync {
     // --- CIBA requests ------------------------------------------------------------------
-    /// Durable on return.
-    async fn insert_ciba_request(&self, req: &CibaRequest) -> StoreResult<()>;
-    /// Inserts `req` only if `guard` holds, in one transaction with the counts (so a burst on
-    /// any number of nodes cannot overshoot): fewer than `max_pending_per_user` requests of the
-    /// user with status PENDING and `expires_at > now`, and fewer than `max_per_window`
-    /// requests of the application with `created_at > window_start`. Durable on return.
-    async fn insert_ciba_request_guarded(
-        &self,
-        req: &CibaRequest,
-        guard: &AbuseGuard,
-    ) -> StoreResult<Admission>;
     async fn get_ciba_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<CibaRequest>;
     async fn list_ciba_requests(
         &self,
@@ -314,38 +283,10 @@ pub trait CibaStore: Send + Sync {
         now: Timestamp,
         page: &Page,
     ) -> StoreResult<ListPage<CibaRequest>>;
-    /// Records a poll if `last_polled_at` and `interval_seconds` still equal
-    /// `update.expected_last_polled_at` and `update.expected_interval_seconds` and the request is
-    /// still pending. Returns whether it was recorded (false: re-read and re-judge).
-    async fn record_poll(
-        &self,
-        env_id: &str,
-        auth_req_id: &str,
-        update: &PollUpdate,
-    ) -> StoreResult<bool>;
-    /// Stores the decision and the matching status (APPROVED, DENIED, CANCELLED) if the
-    /// request is pending and `now < expires_at`. Returns whether this decision won.
-    async fn decide_ciba_request(
-        &self,
-        env_id: &str,
-        auth_req_id: &str,
-        decision: &Decision,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
-    /// If the request is APPROVED and `now < expires_at`: marks it REDEEMED (`redeemed_at =
-    /// now`, the time read just before this call, which tells concurrent polls from replays) and stores the
-    /// token records, in one transaction. Returns whether this call redeemed it (exactly one
-    /// concurrent caller gets true).
-    async fn redeem_ciba_request(
-        &self,
-        env_id: &str,
-        auth_req_id: &str,
-        now: Timestamp,
-        tokens: &IssuedTokens,
-    ) -> StoreResult<bool>;
 }
 
-/// Access and refresh tokens.
+/// Access and refresh tokens, as read. Issuing them with a redemption or a rotation, and
+/// revoking them, are transitions ([`Transitions::apply`]).
 #[async_trait::async_trait]
 pub trait TokenStore: Send + Sync {
     // --- tokens -------------------------------------------------------------------------
@@ -354,45 +295,34 @@ pub trait TokenStore: Send + Sync {
         env_id: &str,
         jti: &str,
     ) -> StoreResult<Option<AccessTokenRecord>>;
+    /// Records an access token issued outside a transition.
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> StoreResult<()>;
-    /// Returns whether a token was revoked.
-    async fn revoke_access_token(&self, env_id: &str, jti: &str) -> StoreResult<bool>;
-    /// Revokes every access and refresh token issued from that CIBA request (replayed
-    /// `auth_req_id`). Returns how many tokens were revoked.
-    async fn revoke_tokens_for_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<u64>;
     async fn get_refresh_token(
         &self,
         env_id: &str,
         token_hash: &str,
     ) -> StoreResult<Option<RefreshTokenRecord>>;
-    /// Atomically: if `token_hash` is current (not rotated, not revoked, `now < expires_at`),
-    /// mark it rotated and insert `new_token` (and `new_access`). If it was rotated less than
-    /// `reuse_grace_secs` before `now` (and is neither revoked nor expired), insert them too,
-    /// within the same family, keeping the first rotation time (the grace does not slide). If it
-    /// was rotated longer ago, or revoked, revoke its family (refresh and access tokens):
-    /// `Reused`. Otherwise `Invalid`.
-    async fn rotate_refresh_token(
-        &self,
-        env_id: &str,
-        token_hash: &str,
-        now: Timestamp,
-        reuse_grace_secs: i64,
-        new_token: &RefreshTokenRecord,
-        new_access: &AccessTokenRecord,
-    ) -> StoreResult<RefreshOutcome>;
-    /// Revokes every refresh token of the family and the access tokens issued with them.
-    async fn revoke_refresh_family(&self, env_id: &str, family_id: &str) -> StoreResult<u64>;
 }
 
-/// The one way state changes are persisted (see `assent_core::transition`).
+/// The one way state changes are persisted (see `assent_core::transition` and
+/// docs/store.md, which lists what each guard checks).
 #[async_trait::async_trait]
 pub trait Transitions: Send + Sync {
     /// Persists `t` atomically, in one transaction durable on return: checks its guard, writes
     /// its change, inserts its scheduled work, deletes the work it completes (and, once they
     /// exist, writes its audit entries and outbox messages). `Won` when the guard held and the
-    /// completed work was still there; `Lost` (nothing written) otherwise; `Limited` when an
-    /// admission guard's abuse limit is reached. Publishes the matching wake-ups after the
-    /// commit. A guard that does not fit the change is `StoreError::Invalid`.
+    /// completed work was still there; `Lost` (nothing written) otherwise; `Limited` (nothing
+    /// written) only for `Guard::Admit` when an abuse limit is reached. After the commit it
+    /// publishes the wake-ups of the request (and its user) for an admission, a decision, an
+    /// expiry and a redemption; poll bookkeeping and revocations publish nothing.
+    ///
+    /// Errors: a malformed transition (`Transition::check`: a guard that does not fit the
+    /// change, rows of another environment) is `StoreError::Invalid` and writes nothing; an
+    /// admission of an `auth_req_id` already stored is `Conflict(UniqueField::AuthReqId)`,
+    /// of a request whose application or user does not exist `NotFound`.
+    ///
+    /// The one exception to "durable on return": a poll record that causes nothing else may
+    /// be committed without an fsync (docs/store.md).
     async fn apply(&self, t: &Transition) -> StoreResult<Applied>;
 }
 

@@ -26,7 +26,9 @@
 
 use std::sync::Arc;
 
-use assent_core::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
+use assent_core::ciba::{self, AbuseGuard, AbuseLimit, PollUpdate};
+use assent_core::refresh::{self, Rotation};
+use assent_core::transition::{Applied, Transition};
 use assent_core::{
     AbuseLimits, AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaSettings,
     CibaStatus, Decision, DecisionChannel, DecisionOutcome, DeliveryMode, Environment,
@@ -35,8 +37,8 @@ use assent_core::{
 };
 
 use crate::{
-    Admission, CibaRequestFilter, META_KEY_CHECK, RefreshOutcome, Resealed, SealedKind,
-    SealedValue, Store, StoreError, UniqueField, WakeKey, WakeUp,
+    CibaRequestFilter, META_KEY_CHECK, Resealed, SealedKind, SealedValue, Store, StoreError,
+    StoreResult, UniqueField, WakeKey, WakeUp,
 };
 
 /// Expands to one `#[tokio::test]` per suite function, each on a fresh store from `$factory`
@@ -277,25 +279,168 @@ impl Seed {
     /// Inserts a pending request and returns it.
     pub async fn pending(&self, store: &dyn Store) -> CibaRequest {
         let req = self.request();
-        store.insert_ciba_request(&req).await.unwrap();
+        insert(store, &req).await.unwrap();
         req
     }
 
     /// Inserts a request and approves it.
     pub async fn approved(&self, store: &dyn Store) -> CibaRequest {
         let req = self.pending(store).await;
-        let won = store
-            .decide_ciba_request(
-                &self.env.id,
-                &req.auth_req_id,
-                &decision(DecisionOutcome::Approve),
-                NOW,
-            )
-            .await
-            .unwrap();
+        let won = decide(store, &req, &decision(DecisionOutcome::Approve), NOW).await;
         assert!(won);
         req
     }
+}
+
+// --- state changes through core ---------------------------------------------------------------
+//
+// The suite persists state changes as the server does: core builds the transition from the
+// state as read (possibly stale, which is how a lost race looks to the store), the store
+// applies it. A transition core refuses to build changes nothing.
+
+/// Stores `req` unguarded (`ciba::admit`).
+async fn insert(store: &dyn Store, req: &CibaRequest) -> StoreResult<Applied> {
+    store.apply(&ciba::admit(req.clone(), None)).await
+}
+
+/// Stores `req` under the abuse guard: `Won` (stored) or `Limited`.
+async fn insert_guarded(store: &dyn Store, req: &CibaRequest, guard: &AbuseGuard) -> Applied {
+    store
+        .apply(&ciba::admit(req.clone(), Some(*guard)))
+        .await
+        .unwrap()
+}
+
+/// `req` as a caller would see it in environment `env_id` (to show that environments are
+/// isolated).
+fn in_env(req: &CibaRequest, env_id: &str) -> CibaRequest {
+    CibaRequest {
+        environment_id: env_id.into(),
+        ..req.clone()
+    }
+}
+
+/// Records a poll of `req` (as read). Returns whether it was recorded.
+async fn record_poll(store: &dyn Store, req: &CibaRequest, update: &PollUpdate) -> bool {
+    store
+        .apply(&ciba::record_poll(req, *update))
+        .await
+        .unwrap()
+        .won()
+}
+
+/// Decides `req` (as read) at `now` through `ciba::decide`. Returns whether the decision
+/// was stored (false when core refuses it or it lost in the store).
+async fn decide(store: &dyn Store, req: &CibaRequest, decision: &Decision, now: Timestamp) -> bool {
+    match ciba::decide(req, decision.clone(), now) {
+        Ok(t) => store.apply(&t).await.unwrap().won(),
+        Err(_) => false,
+    }
+}
+
+/// Redeems `req` (as read) at `at` with `tokens`. Returns whether this redemption won.
+async fn redeem(
+    store: &dyn Store,
+    req: &CibaRequest,
+    at: Timestamp,
+    tokens: &IssuedTokens,
+) -> bool {
+    store
+        .apply(&ciba::redeem(req, tokens.clone(), at))
+        .await
+        .unwrap()
+        .won()
+}
+
+/// What presenting a refresh token came to.
+#[derive(Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a test's result, compared at once"
+)]
+enum RefreshOutcome {
+    /// Rotated: the successors are stored. Holds the presented token as stored afterwards.
+    Rotated(RefreshTokenRecord),
+    /// Reuse: the family is revoked.
+    Reused,
+    /// Unknown (in this environment), or expired unrotated.
+    Invalid,
+}
+
+/// Presents the refresh token `token_hash` at `now` as the refresh grant does: read it, judge
+/// it (`refresh::rotate`), apply; a rotation that lost is read and judged again.
+async fn rotate(
+    store: &dyn Store,
+    env_id: &str,
+    token_hash: &str,
+    now: Timestamp,
+    reuse_grace_secs: i64,
+    new_token: &RefreshTokenRecord,
+    new_access: &AccessTokenRecord,
+) -> RefreshOutcome {
+    let read = || async { store.get_refresh_token(env_id, token_hash).await.unwrap() };
+    loop {
+        let Some(presented) = read().await else {
+            return RefreshOutcome::Invalid;
+        };
+        match refresh::rotate(&presented, new_token, new_access, now, reuse_grace_secs) {
+            Rotation::Rotate(t) | Rotation::WithinGrace(t) => {
+                if store.apply(&t).await.unwrap().won() {
+                    return RefreshOutcome::Rotated(read().await.unwrap());
+                }
+            }
+            Rotation::Reused(t) => {
+                assert_eq!(store.apply(&t).await.unwrap(), Applied::Won);
+                return RefreshOutcome::Reused;
+            }
+            Rotation::Invalid => return RefreshOutcome::Invalid,
+        }
+    }
+}
+
+/// Revokes the access token `jti` of `env_id`. Returns whether a live token of that
+/// environment was revoked.
+async fn revoke_access(store: &dyn Store, env_id: &str, jti: &str) -> bool {
+    let live = |t: Option<AccessTokenRecord>| t.is_some_and(|t| !t.revoked);
+    let before = live(store.get_access_token(env_id, jti).await.unwrap());
+    let applied = store
+        .apply(&Transition::revoke_access_token(env_id, jti))
+        .await
+        .unwrap();
+    assert_eq!(applied, Applied::Won);
+    let after = live(store.get_access_token(env_id, jti).await.unwrap());
+    assert!(!after, "the token is revoked after the transition");
+    before
+}
+
+/// The tokens a test created, by environment: the store reports whether a transition won,
+/// not how many rows it touched, so a revocation is measured on them.
+struct Watched<'a> {
+    env_id: &'a str,
+    access: &'a [&'a str],
+    refresh: &'a [&'a str],
+}
+
+impl Watched<'_> {
+    async fn revoked(&self, store: &dyn Store) -> u64 {
+        let mut n = 0;
+        for jti in self.access {
+            let t = store.get_access_token(self.env_id, jti).await.unwrap();
+            n += u64::from(t.unwrap().revoked);
+        }
+        for hash in self.refresh {
+            let t = store.get_refresh_token(self.env_id, hash).await.unwrap();
+            n += u64::from(t.unwrap().revoked);
+        }
+        n
+    }
+}
+
+/// Applies `t` (which must win) and returns how many of the watched tokens it revoked.
+async fn revoked_by(store: &dyn Store, t: &Transition, watched: &Watched<'_>) -> u64 {
+    let before = watched.revoked(store).await;
+    assert_eq!(store.apply(t).await.unwrap(), Applied::Won);
+    watched.revoked(store).await - before
 }
 
 #[expect(
@@ -382,12 +527,7 @@ pub async fn delete_environment_cascades(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(refresh_token(&req, "fam")),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
     store
         .insert_signing_key(&signing_key(&s.env.id, SigningAlgorithm::ES256, NOW), NOW)
         .await
@@ -863,12 +1003,7 @@ pub async fn delete_user_cascades(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(refresh_token(&req, "fam")),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
 
     store.delete_user(&s.env.id, &s.user.id).await.unwrap();
     assert_not_found(store.get_ciba_request(&s.env.id, &req.auth_req_id).await);
@@ -898,12 +1033,7 @@ pub async fn delete_application_cascades(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(refresh_token(&req, "fam")),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
 
     store
         .delete_application(&s.env.id, &s.app.id)
@@ -1091,31 +1221,16 @@ pub async fn ciba_insert_guarded_limits(store: &dyn Store) {
     store.create_user(&bob).await.unwrap();
     let cap = guard(Some(2), None, NOW);
     let first = s.request();
-    assert_eq!(
-        store
-            .insert_ciba_request_guarded(&first, &cap)
-            .await
-            .unwrap(),
-        Admission::Inserted
-    );
+    assert_eq!(insert_guarded(store, &first, &cap).await, Applied::Won);
     let second = CibaRequest {
         expires_at: NOW.plus_secs(60),
         ..s.request()
     };
-    assert_eq!(
-        store
-            .insert_ciba_request_guarded(&second, &cap)
-            .await
-            .unwrap(),
-        Admission::Inserted
-    );
+    assert_eq!(insert_guarded(store, &second, &cap).await, Applied::Won);
     let third = s.request();
     assert_eq!(
-        store
-            .insert_ciba_request_guarded(&third, &cap)
-            .await
-            .unwrap(),
-        Admission::Limited {
+        insert_guarded(store, &third, &cap).await,
+        Applied::Limited {
             limit: AbuseLimit::PendingPerUser,
             free_at: NOW.plus_secs(60),
         },
@@ -1124,30 +1239,10 @@ pub async fn ciba_insert_guarded_limits(store: &dyn Store) {
     assert_not_found(store.get_ciba_request(&s.env.id, &third.auth_req_id).await);
     // Another user of the same application is not limited by alice's requests.
     let for_bob = ciba_request(&s.env.id, &s.app.id, &bob.id);
-    assert_eq!(
-        store
-            .insert_ciba_request_guarded(&for_bob, &cap)
-            .await
-            .unwrap(),
-        Admission::Inserted
-    );
+    assert_eq!(insert_guarded(store, &for_bob, &cap).await, Applied::Won);
     // A decided request no longer counts; nor does an expired one.
-    store
-        .decide_ciba_request(
-            &s.env.id,
-            &first.auth_req_id,
-            &decision(DecisionOutcome::Deny),
-            NOW,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .insert_ciba_request_guarded(&third, &cap)
-            .await
-            .unwrap(),
-        Admission::Inserted
-    );
+    decide(store, &first, &decision(DecisionOutcome::Deny), NOW).await;
+    assert_eq!(insert_guarded(store, &third, &cap).await, Applied::Won);
     let later = NOW.plus_secs(60);
     let fourth = CibaRequest {
         created_at: later,
@@ -1155,11 +1250,8 @@ pub async fn ciba_insert_guarded_limits(store: &dyn Store) {
         ..s.request()
     };
     assert_eq!(
-        store
-            .insert_ciba_request_guarded(&fourth, &guard(Some(2), None, later))
-            .await
-            .unwrap(),
-        Admission::Inserted,
+        insert_guarded(store, &fourth, &guard(Some(2), None, later)).await,
+        Applied::Won,
         "second expired at `later`"
     );
 
@@ -1174,21 +1266,15 @@ pub async fn ciba_insert_guarded_limits(store: &dyn Store) {
         created_at: NOW.plus_secs(5),
         ..other.request()
     };
-    assert_eq!(
-        store.insert_ciba_request_guarded(&a, &rate).await.unwrap(),
-        Admission::Inserted
-    );
-    assert_eq!(
-        store.insert_ciba_request_guarded(&b, &rate).await.unwrap(),
-        Admission::Inserted
-    );
+    assert_eq!(insert_guarded(store, &a, &rate).await, Applied::Won);
+    assert_eq!(insert_guarded(store, &b, &rate).await, Applied::Won);
     let c = CibaRequest {
         created_at: NOW.plus_secs(10),
         ..other.request()
     };
     assert_eq!(
-        store.insert_ciba_request_guarded(&c, &rate).await.unwrap(),
-        Admission::Limited {
+        insert_guarded(store, &c, &rate).await,
+        Applied::Limited {
             limit: AbuseLimit::RatePerApplication,
             free_at: NOW.plus_secs(60),
         },
@@ -1196,10 +1282,7 @@ pub async fn ciba_insert_guarded_limits(store: &dyn Store) {
     );
     // Once the oldest left the window, there is room again.
     let after = guard(None, Some(2), NOW.plus_secs(60));
-    assert_eq!(
-        store.insert_ciba_request_guarded(&c, &after).await.unwrap(),
-        Admission::Inserted
-    );
+    assert_eq!(insert_guarded(store, &c, &after).await, Applied::Won);
 }
 
 /// A burst of concurrent inserts for one user with a cap of 5 leaves exactly 5 pending.
@@ -1210,16 +1293,15 @@ pub async fn ciba_insert_guarded_concurrently(store: Arc<dyn Store>) {
         .map(|_| {
             let store = Arc::clone(&store);
             let req = s.request();
-            tokio::spawn(
-                async move { store.insert_ciba_request_guarded(&req, &cap).await.unwrap() },
-            )
+            tokio::spawn(async move { insert_guarded(store.as_ref(), &req, &cap).await })
         })
         .collect();
     let mut inserted = 0;
     for t in tasks {
         match t.await.unwrap() {
-            Admission::Inserted => inserted += 1,
-            Admission::Limited { limit, .. } => assert_eq!(limit, AbuseLimit::PendingPerUser),
+            Applied::Won => inserted += 1,
+            Applied::Limited { limit, .. } => assert_eq!(limit, AbuseLimit::PendingPerUser),
+            Applied::Lost => panic!("an admission completing no work cannot lose"),
         }
     }
     assert_eq!(inserted, 5);
@@ -1241,7 +1323,7 @@ pub async fn ciba_insert_get(store: &dyn Store) {
     req.delivery_mode = DeliveryMode::Ping;
     req.client_notification_token = Some("8d67dc78-7faa-4d41-aabd-67707b374255".into());
     req.last_polled_at = Some(NOW);
-    store.insert_ciba_request(&req).await.unwrap();
+    insert(store, &req).await.unwrap();
     assert_eq!(
         store
             .get_ciba_request(&s.env.id, &req.auth_req_id)
@@ -1249,10 +1331,7 @@ pub async fn ciba_insert_get(store: &dyn Store) {
             .unwrap(),
         req
     );
-    assert_conflict(
-        store.insert_ciba_request(&req).await,
-        UniqueField::AuthReqId,
-    );
+    assert_conflict(insert(store, &req).await, UniqueField::AuthReqId);
 
     let other = seed(store).await;
     assert_not_found(
@@ -1264,7 +1343,7 @@ pub async fn ciba_insert_get(store: &dyn Store) {
 
     // A request for a user that does not exist is refused.
     let orphan = ciba_request(&s.env.id, &s.app.id, &new_id());
-    assert_not_found(store.insert_ciba_request(&orphan).await);
+    assert_not_found(insert(store, &orphan).await);
 }
 
 pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
@@ -1278,13 +1357,13 @@ pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
         last_polled_at: NOW,
         interval_seconds: 2,
     };
-    assert!(store.record_poll(&s.env.id, id, &first).await.unwrap());
+    assert!(record_poll(store, &req, &first).await);
     // Same expectation again: stale, refused.
     let stale = PollUpdate {
         last_polled_at: NOW.plus_secs(1),
         ..first
     };
-    assert!(!store.record_poll(&s.env.id, id, &stale).await.unwrap());
+    assert!(!record_poll(store, &req, &stale).await);
     let got = store.get_ciba_request(&s.env.id, id).await.unwrap();
     assert_eq!(got.last_polled_at, Some(NOW));
     assert_eq!(got.interval_seconds, 2);
@@ -1295,8 +1374,8 @@ pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
         last_polled_at: NOW.plus_secs(1),
         interval_seconds: 7,
     };
-    assert!(store.record_poll(&s.env.id, id, &slow).await.unwrap());
-    assert!(!store.record_poll(&s.env.id, id, &slow).await.unwrap());
+    assert!(record_poll(store, &req, &slow).await);
+    assert!(!record_poll(store, &req, &slow).await);
     // Two slow_downs judged in the same millisecond: the second expects the interval the
     // first one read, loses, and is judged again (so each slow_down lengthens the interval).
     let same_ms = PollUpdate {
@@ -1305,7 +1384,7 @@ pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
         last_polled_at: NOW.plus_secs(1),
         interval_seconds: 7,
     };
-    assert!(!store.record_poll(&s.env.id, id, &same_ms).await.unwrap());
+    assert!(!record_poll(store, &req, &same_ms).await);
     let got = store.get_ciba_request(&s.env.id, id).await.unwrap();
     assert_eq!(got.last_polled_at, Some(NOW.plus_secs(1)));
     assert_eq!(got.interval_seconds, 7);
@@ -1318,42 +1397,29 @@ pub async fn ciba_record_poll_compare_and_set(store: &dyn Store) {
         last_polled_at: NOW.plus_secs(10),
         interval_seconds: 7,
     };
-    assert!(!store.record_poll(&other.env.id, id, &next).await.unwrap());
-    store
-        .decide_ciba_request(
-            &s.env.id,
-            id,
-            &decision(DecisionOutcome::Approve),
-            NOW.plus_secs(2),
-        )
-        .await
-        .unwrap();
-    assert!(!store.record_poll(&s.env.id, id, &next).await.unwrap());
-    assert!(
-        !store
-            .record_poll(&s.env.id, "unknown", &first)
-            .await
-            .unwrap()
-    );
+    assert!(!record_poll(store, &in_env(&req, &other.env.id), &next).await);
+    decide(
+        store,
+        &req,
+        &decision(DecisionOutcome::Approve),
+        NOW.plus_secs(2),
+    )
+    .await;
+    assert!(!record_poll(store, &req, &next).await);
+    let unknown = CibaRequest {
+        auth_req_id: "unknown".into(),
+        ..req.clone()
+    };
+    assert!(!record_poll(store, &unknown, &first).await);
 }
 
 pub async fn ciba_decide_once(store: &dyn Store) {
     let s = seed(store).await;
     let req = s.pending(store).await;
     let approve = decision(DecisionOutcome::Approve);
-    assert!(
-        store
-            .decide_ciba_request(&s.env.id, &req.auth_req_id, &approve, NOW)
-            .await
-            .unwrap()
-    );
+    assert!(decide(store, &req, &approve, NOW).await);
     let deny = decision(DecisionOutcome::Deny);
-    assert!(
-        !store
-            .decide_ciba_request(&s.env.id, &req.auth_req_id, &deny, NOW)
-            .await
-            .unwrap()
-    );
+    assert!(!decide(store, &req, &deny, NOW).await);
 
     let got = store
         .get_ciba_request(&s.env.id, &req.auth_req_id)
@@ -1365,12 +1431,7 @@ pub async fn ciba_decide_once(store: &dyn Store) {
     // Another environment cannot decide it.
     let other = seed(store).await;
     let fresh = s.pending(store).await;
-    assert!(
-        !store
-            .decide_ciba_request(&other.env.id, &fresh.auth_req_id, &deny, NOW)
-            .await
-            .unwrap()
-    );
+    assert!(!decide(store, &in_env(&fresh, &other.env.id), &deny, NOW).await);
     assert_eq!(
         store
             .get_ciba_request(&s.env.id, &fresh.auth_req_id)
@@ -1384,23 +1445,8 @@ pub async fn ciba_decide_after_expiry(store: &dyn Store) {
     let s = seed(store).await;
     let req = s.pending(store).await;
     let approve = decision(DecisionOutcome::Approve);
-    assert!(
-        !store
-            .decide_ciba_request(&s.env.id, &req.auth_req_id, &approve, req.expires_at)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .decide_ciba_request(
-                &s.env.id,
-                &req.auth_req_id,
-                &approve,
-                req.expires_at.plus_secs(1)
-            )
-            .await
-            .unwrap()
-    );
+    assert!(!decide(store, &req, &approve, req.expires_at).await);
+    assert!(!decide(store, &req, &approve, req.expires_at.plus_secs(1)).await);
     let got = store
         .get_ciba_request(&s.env.id, &req.auth_req_id)
         .await
@@ -1408,17 +1454,7 @@ pub async fn ciba_decide_after_expiry(store: &dyn Store) {
     assert_eq!(got.status, CibaStatus::Pending);
     assert_eq!(got.decision, None);
     // One millisecond before expiry still counts.
-    assert!(
-        store
-            .decide_ciba_request(
-                &s.env.id,
-                &req.auth_req_id,
-                &approve,
-                req.expires_at.plus_millis(-1)
-            )
-            .await
-            .unwrap()
-    );
+    assert!(decide(store, &req, &approve, req.expires_at.plus_millis(-1)).await);
 }
 
 pub async fn ciba_deny_and_cancel(store: &dyn Store) {
@@ -1430,12 +1466,7 @@ pub async fn ciba_deny_and_cancel(store: &dyn Store) {
     ] {
         let req = s.pending(store).await;
         let d = decision(outcome);
-        assert!(
-            store
-                .decide_ciba_request(&s.env.id, &req.auth_req_id, &d, NOW)
-                .await
-                .unwrap()
-        );
+        assert!(decide(store, &req, &d, NOW).await);
         let got = store
             .get_ciba_request(&s.env.id, &req.auth_req_id)
             .await
@@ -1453,12 +1484,7 @@ pub async fn ciba_redeem_once(store: &dyn Store) {
         refresh_token: Some(refresh_token(&req, &new_id())),
     };
     let at = NOW.plus_secs(5);
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, at, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, at, &tokens).await);
 
     let got = store
         .get_ciba_request(&s.env.id, &req.auth_req_id)
@@ -1485,12 +1511,7 @@ pub async fn ciba_redeem_once(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: None,
     };
-    assert!(
-        !store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, at, &again)
-            .await
-            .unwrap()
-    );
+    assert!(!redeem(store, &req, at, &again).await);
     assert_eq!(
         store
             .get_access_token(&s.env.id, &again.access_token.jti)
@@ -1515,12 +1536,7 @@ pub async fn ciba_redeem_requires_approved_unexpired(store: &dyn Store) {
         access_token: access_token(&pending),
         refresh_token: None,
     };
-    assert!(
-        !store
-            .redeem_ciba_request(&s.env.id, &pending.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(!redeem(store, &pending, NOW, &tokens).await);
     assert_eq!(
         store
             .get_access_token(&s.env.id, &tokens.access_token.jti)
@@ -1538,49 +1554,26 @@ pub async fn ciba_redeem_requires_approved_unexpired(store: &dyn Store) {
     );
 
     let denied = s.pending(store).await;
-    store
-        .decide_ciba_request(
-            &s.env.id,
-            &denied.auth_req_id,
-            &decision(DecisionOutcome::Deny),
-            NOW,
-        )
-        .await
-        .unwrap();
+    decide(store, &denied, &decision(DecisionOutcome::Deny), NOW).await;
     let tokens = IssuedTokens {
         access_token: access_token(&denied),
         refresh_token: None,
     };
-    assert!(
-        !store
-            .redeem_ciba_request(&s.env.id, &denied.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(!redeem(store, &denied, NOW, &tokens).await);
 
     let approved = s.approved(store).await;
     let tokens = IssuedTokens {
         access_token: access_token(&approved),
         refresh_token: None,
     };
-    assert!(
-        !store
-            .redeem_ciba_request(
-                &s.env.id,
-                &approved.auth_req_id,
-                approved.expires_at,
-                &tokens
-            )
-            .await
-            .unwrap()
-    );
+    assert!(!redeem(store, &approved, approved.expires_at, &tokens).await);
     let other = seed(store).await;
-    assert!(
-        !store
-            .redeem_ciba_request(&other.env.id, &approved.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    let elsewhere = in_env(&approved, &other.env.id);
+    let tokens = IssuedTokens {
+        access_token: access_token(&elsewhere),
+        refresh_token: None,
+    };
+    assert!(!redeem(store, &elsewhere, NOW, &tokens).await);
     assert_eq!(
         store
             .get_ciba_request(&s.env.id, &approved.auth_req_id)
@@ -1599,17 +1592,13 @@ pub async fn ciba_redeem_concurrently(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let store = Arc::clone(&store);
-        let env_id = s.env.id.clone();
-        let id = req.auth_req_id.clone();
+        let req = req.clone();
         let tokens = IssuedTokens {
             access_token: access_token(&req),
             refresh_token: Some(refresh_token(&req, &new_id())),
         };
         tasks.push(tokio::spawn(async move {
-            let won = store
-                .redeem_ciba_request(&env_id, &id, NOW, &tokens)
-                .await
-                .unwrap();
+            let won = redeem(store.as_ref(), &req, NOW, &tokens).await;
             (won, tokens)
         }));
     }
@@ -1658,62 +1647,33 @@ pub async fn ciba_list_filters(store: &dyn Store) {
     let later = |r: &mut CibaRequest, ms: i64| r.created_at = NOW.plus_millis(ms);
     let mut pending = s.request();
     later(&mut pending, 1);
-    store.insert_ciba_request(&pending).await.unwrap();
+    insert(store, &pending).await.unwrap();
 
     let mut approved = s.request();
     later(&mut approved, 2);
-    store.insert_ciba_request(&approved).await.unwrap();
-    store
-        .decide_ciba_request(
-            &s.env.id,
-            &approved.auth_req_id,
-            &decision(DecisionOutcome::Approve),
-            NOW,
-        )
-        .await
-        .unwrap();
+    insert(store, &approved).await.unwrap();
+    decide(store, &approved, &decision(DecisionOutcome::Approve), NOW).await;
 
     let mut denied = ciba_request(&s.env.id, &s.app.id, &bob.id);
     later(&mut denied, 3);
-    store.insert_ciba_request(&denied).await.unwrap();
-    store
-        .decide_ciba_request(
-            &s.env.id,
-            &denied.auth_req_id,
-            &decision(DecisionOutcome::Deny),
-            NOW,
-        )
-        .await
-        .unwrap();
+    insert(store, &denied).await.unwrap();
+    decide(store, &denied, &decision(DecisionOutcome::Deny), NOW).await;
 
     let mut redeemed = ciba_request(&s.env.id, &app2.id, &s.user.id);
     later(&mut redeemed, 4);
-    store.insert_ciba_request(&redeemed).await.unwrap();
-    store
-        .decide_ciba_request(
-            &s.env.id,
-            &redeemed.auth_req_id,
-            &decision(DecisionOutcome::Approve),
-            NOW,
-        )
-        .await
-        .unwrap();
+    insert(store, &redeemed).await.unwrap();
+    decide(store, &redeemed, &decision(DecisionOutcome::Approve), NOW).await;
     let tokens = IssuedTokens {
         access_token: access_token(&redeemed),
         refresh_token: None,
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &redeemed.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &redeemed, NOW, &tokens).await);
 
     // Expired while pending: created earlier, already past its expiry.
     let mut expired = s.request();
     later(&mut expired, 5);
     expired.expires_at = NOW.plus_millis(-1);
-    store.insert_ciba_request(&expired).await.unwrap();
+    insert(store, &expired).await.unwrap();
 
     let env_id = s.env.id.as_str();
     let ids = |status: Option<CibaStatus>,
@@ -1878,31 +1838,11 @@ pub async fn access_tokens(store: &dyn Store) {
             .unwrap(),
         None
     );
-    assert!(
-        !store
-            .revoke_access_token(&other.env.id, &token.jti)
-            .await
-            .unwrap()
-    );
+    assert!(!revoke_access(store, &other.env.id, &token.jti).await);
 
-    assert!(
-        store
-            .revoke_access_token(&s.env.id, &token.jti)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .revoke_access_token(&s.env.id, &token.jti)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .revoke_access_token(&s.env.id, "unknown")
-            .await
-            .unwrap()
-    );
+    assert!(revoke_access(store, &s.env.id, &token.jti).await);
+    assert!(!revoke_access(store, &s.env.id, &token.jti).await);
+    assert!(!revoke_access(store, &s.env.id, "unknown").await);
     let got = store
         .get_access_token(&s.env.id, &token.jti)
         .await
@@ -1923,12 +1863,7 @@ pub async fn revoke_tokens_for_request(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(refresh_token(&req, &family)),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
     let first_refresh = tokens.refresh_token.clone().unwrap();
 
     // One refresh later: a new refresh token and an access token of the family.
@@ -1938,27 +1873,32 @@ pub async fn revoke_tokens_for_request(store: &dyn Store) {
         refresh_family_id: Some(family.clone()),
         ..access_token(&req)
     };
-    let outcome = store
-        .rotate_refresh_token(
-            &s.env.id,
-            &first_refresh.token_hash,
-            NOW,
-            0,
-            &next_refresh,
-            &next_access,
-        )
-        .await
-        .unwrap();
+    let outcome = rotate(
+        store,
+        &s.env.id,
+        &first_refresh.token_hash,
+        NOW,
+        0,
+        &next_refresh,
+        &next_access,
+    )
+    .await;
     assert!(matches!(outcome, RefreshOutcome::Rotated(_)));
 
     // An unrelated request's token stays valid.
     let unrelated = access_token(&s.request());
     store.insert_access_token(&unrelated).await.unwrap();
 
-    let revoked = store
-        .revoke_tokens_for_request(&s.env.id, &req.auth_req_id)
+    let watched = Watched {
+        env_id: &s.env.id,
+        access: &[&tokens.access_token.jti, &next_access.jti, &unrelated.jti],
+        refresh: &[&first_refresh.token_hash, &next_refresh.token_hash],
+    };
+    let redeemed = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
         .await
         .unwrap();
+    let revoked = revoked_by(store, &ciba::revoke_replayed(&redeemed), &watched).await;
     assert_eq!(revoked, 4);
     for jti in [&tokens.access_token.jti, &next_access.jti] {
         assert!(
@@ -1989,10 +1929,7 @@ pub async fn revoke_tokens_for_request(store: &dyn Store) {
             .revoked
     );
     assert_eq!(
-        store
-            .revoke_tokens_for_request(&s.env.id, &req.auth_req_id)
-            .await
-            .unwrap(),
+        revoked_by(store, &ciba::revoke_replayed(&redeemed), &watched).await,
         0
     );
 }
@@ -2008,12 +1945,7 @@ pub async fn refresh_reuse_grace(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(old.clone()),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
     let next = |at: Timestamp| {
         (
             RefreshTokenRecord {
@@ -2028,24 +1960,20 @@ pub async fn refresh_reuse_grace(store: &dyn Store) {
         )
     };
     let (r1, a1) = next(NOW);
-    let out = store
-        .rotate_refresh_token(&s.env.id, &old.token_hash, NOW, 10, &r1, &a1)
-        .await
-        .unwrap();
+    let out = rotate(store, &s.env.id, &old.token_hash, NOW, 10, &r1, &a1).await;
     assert!(matches!(out, RefreshOutcome::Rotated(_)), "{out:?}");
     // 9.999 s later, inside the 10 s grace: rotated again, both successors valid.
     let (r2, a2) = next(NOW.plus_millis(9_999));
-    let out = store
-        .rotate_refresh_token(
-            &s.env.id,
-            &old.token_hash,
-            NOW.plus_millis(9_999),
-            10,
-            &r2,
-            &a2,
-        )
-        .await
-        .unwrap();
+    let out = rotate(
+        store,
+        &s.env.id,
+        &old.token_hash,
+        NOW.plus_millis(9_999),
+        10,
+        &r2,
+        &a2,
+    )
+    .await;
     let RefreshOutcome::Rotated(returned) = out else {
         panic!("expected Rotated within the grace, got {out:?}")
     };
@@ -2069,10 +1997,16 @@ pub async fn refresh_reuse_grace(store: &dyn Store) {
     );
     // At the end of the grace, reuse revokes the family.
     let (r3, a3) = next(NOW.plus_secs(10));
-    let out = store
-        .rotate_refresh_token(&s.env.id, &old.token_hash, NOW.plus_secs(10), 10, &r3, &a3)
-        .await
-        .unwrap();
+    let out = rotate(
+        store,
+        &s.env.id,
+        &old.token_hash,
+        NOW.plus_secs(10),
+        10,
+        &r3,
+        &a3,
+    )
+    .await;
     assert_eq!(out, RefreshOutcome::Reused, "at the end of the grace");
     assert_eq!(
         store
@@ -2101,10 +2035,16 @@ pub async fn refresh_reuse_grace(store: &dyn Store) {
     );
     // A revoked token gets no grace.
     let (r4, a4) = next(NOW.plus_secs(1));
-    let out = store
-        .rotate_refresh_token(&s.env.id, &r1.token_hash, NOW.plus_secs(1), 60, &r4, &a4)
-        .await
-        .unwrap();
+    let out = rotate(
+        store,
+        &s.env.id,
+        &r1.token_hash,
+        NOW.plus_secs(1),
+        60,
+        &r4,
+        &a4,
+    )
+    .await;
     assert_eq!(out, RefreshOutcome::Reused);
 }
 
@@ -2118,33 +2058,26 @@ async fn refresh_reuse_without_grace_revokes(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(old.clone()),
     };
-    store
-        .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-        .await
-        .unwrap();
+    redeem(store, &req, NOW, &tokens).await;
     let new = refresh_token(&req, &family);
     let access = AccessTokenRecord {
         refresh_family_id: Some(family.clone()),
         auth_req_id: None,
         ..access_token(&req)
     };
-    let out = store
-        .rotate_refresh_token(&s.env.id, &old.token_hash, NOW, 0, &new, &access)
-        .await
-        .unwrap();
+    let out = rotate(store, &s.env.id, &old.token_hash, NOW, 0, &new, &access).await;
     assert!(matches!(out, RefreshOutcome::Rotated(_)));
     let again = refresh_token(&req, &family);
-    let out = store
-        .rotate_refresh_token(
-            &s.env.id,
-            &old.token_hash,
-            NOW,
-            0,
-            &again,
-            &access_token(&req),
-        )
-        .await
-        .unwrap();
+    let out = rotate(
+        store,
+        &s.env.id,
+        &old.token_hash,
+        NOW,
+        0,
+        &again,
+        &access_token(&req),
+    )
+    .await;
     assert_eq!(out, RefreshOutcome::Reused);
     assert!(
         store
@@ -2166,12 +2099,7 @@ pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(old.clone()),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
 
     let at = NOW.plus_secs(30);
     let new = RefreshTokenRecord {
@@ -2183,10 +2111,7 @@ pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
         auth_req_id: None,
         ..access_token(&req)
     };
-    let outcome = store
-        .rotate_refresh_token(&s.env.id, &old.token_hash, at, 0, &new, &new_access)
-        .await
-        .unwrap();
+    let outcome = rotate(store, &s.env.id, &old.token_hash, at, 0, &new, &new_access).await;
     let RefreshOutcome::Rotated(returned) = outcome else {
         panic!("expected Rotated, got {outcome:?}")
     };
@@ -2219,17 +2144,16 @@ pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
     // Replaying the old token: reuse, the family is revoked, nothing new is stored.
     let thief = refresh_token(&req, &family);
     let thief_access = access_token(&req);
-    let outcome = store
-        .rotate_refresh_token(
-            &s.env.id,
-            &old.token_hash,
-            at.plus_secs(1),
-            0,
-            &thief,
-            &thief_access,
-        )
-        .await
-        .unwrap();
+    let outcome = rotate(
+        store,
+        &s.env.id,
+        &old.token_hash,
+        at.plus_secs(1),
+        0,
+        &thief,
+        &thief_access,
+    )
+    .await;
     assert_eq!(outcome, RefreshOutcome::Reused);
     assert!(
         store
@@ -2271,17 +2195,16 @@ pub async fn refresh_rotation_and_reuse(store: &dyn Store) {
     );
 
     // The (now revoked) new token is reuse too.
-    let outcome = store
-        .rotate_refresh_token(
-            &s.env.id,
-            &new.token_hash,
-            at.plus_secs(2),
-            0,
-            &thief,
-            &thief_access,
-        )
-        .await
-        .unwrap();
+    let outcome = rotate(
+        store,
+        &s.env.id,
+        &new.token_hash,
+        at.plus_secs(2),
+        0,
+        &thief,
+        &thief_access,
+    )
+    .await;
     assert_eq!(outcome, RefreshOutcome::Reused);
     assert_eq!(
         store
@@ -2300,46 +2223,36 @@ pub async fn refresh_invalid(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(current.clone()),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
     let new = refresh_token(&req, &current.family_id);
     let new_access = access_token(&req);
 
-    let unknown = store
-        .rotate_refresh_token(&s.env.id, "unknown", NOW, 0, &new, &new_access)
-        .await
-        .unwrap();
+    let unknown = rotate(store, &s.env.id, "unknown", NOW, 0, &new, &new_access).await;
     assert_eq!(unknown, RefreshOutcome::Invalid);
 
     let other = seed(store).await;
-    let foreign = store
-        .rotate_refresh_token(
-            &other.env.id,
-            &current.token_hash,
-            NOW,
-            0,
-            &new,
-            &new_access,
-        )
-        .await
-        .unwrap();
+    let foreign = rotate(
+        store,
+        &other.env.id,
+        &current.token_hash,
+        NOW,
+        0,
+        &new,
+        &new_access,
+    )
+    .await;
     assert_eq!(foreign, RefreshOutcome::Invalid);
 
-    let expired = store
-        .rotate_refresh_token(
-            &s.env.id,
-            &current.token_hash,
-            current.expires_at,
-            0,
-            &new,
-            &new_access,
-        )
-        .await
-        .unwrap();
+    let expired = rotate(
+        store,
+        &s.env.id,
+        &current.token_hash,
+        current.expires_at,
+        0,
+        &new,
+        &new_access,
+    )
+    .await;
     assert_eq!(expired, RefreshOutcome::Invalid);
 
     // None of that changed anything.
@@ -2375,12 +2288,7 @@ pub async fn revoke_refresh_family(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: Some(refresh.clone()),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
     let family_access = AccessTokenRecord {
         refresh_family_id: Some(family.clone()),
         ..access_token(&req)
@@ -2393,27 +2301,29 @@ pub async fn revoke_refresh_family(store: &dyn Store) {
         access_token: access_token(&req2),
         refresh_token: Some(other_family.clone()),
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req2.auth_req_id, NOW, &tokens2)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req2, NOW, &tokens2).await);
 
+    let watched = Watched {
+        env_id: &s.env.id,
+        access: &[
+            &tokens.access_token.jti,
+            &family_access.jti,
+            &tokens2.access_token.jti,
+        ],
+        refresh: &[&refresh.token_hash, &other_family.token_hash],
+    };
     let other = seed(store).await;
+    let elsewhere = RefreshTokenRecord {
+        environment_id: other.env.id.clone(),
+        ..refresh.clone()
+    };
     assert_eq!(
-        store
-            .revoke_refresh_family(&other.env.id, &family)
-            .await
-            .unwrap(),
+        revoked_by(store, &refresh::revoke_family(&elsewhere), &watched).await,
         0
     );
 
     assert_eq!(
-        store
-            .revoke_refresh_family(&s.env.id, &family)
-            .await
-            .unwrap(),
+        revoked_by(store, &refresh::revoke_family(&refresh), &watched).await,
         2
     );
     assert!(
@@ -2441,25 +2351,21 @@ pub async fn revoke_refresh_family(store: &dyn Store) {
             .revoked
     );
     assert_eq!(
-        store
-            .revoke_refresh_family(&s.env.id, &family)
-            .await
-            .unwrap(),
+        revoked_by(store, &refresh::revoke_family(&refresh), &watched).await,
         0
     );
 
     // A revoked token presented for rotation is reuse.
-    let outcome = store
-        .rotate_refresh_token(
-            &s.env.id,
-            &refresh.token_hash,
-            NOW,
-            0,
-            &refresh_token(&req, &family),
-            &access_token(&req),
-        )
-        .await
-        .unwrap();
+    let outcome = rotate(
+        store,
+        &s.env.id,
+        &refresh.token_hash,
+        NOW,
+        0,
+        &refresh_token(&req, &family),
+        &access_token(&req),
+    )
+    .await;
     assert_eq!(outcome, RefreshOutcome::Reused);
 }
 
@@ -2546,18 +2452,13 @@ pub async fn purge_expired(store: &dyn Store) {
             ..refresh_token(&old_req, "f")
         }),
     };
-    assert!(
-        store
-            .redeem_ciba_request(env, &old_req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &old_req, NOW, &tokens).await);
     let live_req = ciba_request(env, &s.app.id, &s.user.id);
     let live_req = CibaRequest {
         expires_at: NOW.plus_secs(2 * 86400),
         ..live_req
     };
-    store.insert_ciba_request(&live_req).await.unwrap();
+    insert(store, &live_req).await.unwrap();
     let live_access = AccessTokenRecord {
         expires_at: NOW.plus_secs(2 * 86400),
         ..access_token(&live_req)
@@ -2806,24 +2707,14 @@ pub async fn wake_ups_on_decision(store: &dyn Store) {
     assert_woken(&mut on_user).await; // the other request is new
 
     let approve = decision(DecisionOutcome::Approve);
-    assert!(
-        store
-            .decide_ciba_request(&s.env.id, &req.auth_req_id, &approve, NOW)
-            .await
-            .unwrap()
-    );
+    assert!(decide(store, &req, &approve, NOW).await);
     assert_woken(&mut on_request).await;
     assert_woken(&mut on_user).await;
     assert_not_woken(&mut on_other).await;
 
     // A decision that loses changes nothing and wakes nobody.
     let deny = decision(DecisionOutcome::Deny);
-    assert!(
-        !store
-            .decide_ciba_request(&s.env.id, &req.auth_req_id, &deny, NOW)
-            .await
-            .unwrap()
-    );
+    assert!(!decide(store, &req, &deny, NOW).await);
     assert_not_woken(&mut on_request).await;
     assert_not_woken(&mut on_user).await;
 }
@@ -2848,17 +2739,11 @@ pub async fn wake_ups_on_new_request(store: &dyn Store) {
         max_pending_per_user: Some(2),
         max_per_window: None,
     };
-    let admitted = store
-        .insert_ciba_request_guarded(&s.request(), &guard)
-        .await
-        .unwrap();
-    assert_eq!(admitted, Admission::Inserted);
+    let admitted = insert_guarded(store, &s.request(), &guard).await;
+    assert_eq!(admitted, Applied::Won);
     assert_woken(&mut on_alice).await;
-    let refused = store
-        .insert_ciba_request_guarded(&s.request(), &guard)
-        .await
-        .unwrap();
-    assert!(matches!(refused, Admission::Limited { .. }), "{refused:?}");
+    let refused = insert_guarded(store, &s.request(), &guard).await;
+    assert!(matches!(refused, Applied::Limited { .. }), "{refused:?}");
     assert_not_woken(&mut on_alice).await;
     assert_not_woken(&mut on_bob).await;
     assert_not_woken(&mut elsewhere).await;
@@ -2872,22 +2757,12 @@ pub async fn wake_ups_on_redemption(store: &dyn Store) {
         access_token: access_token(&req),
         refresh_token: None,
     };
-    assert!(
-        store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &tokens)
-            .await
-            .unwrap()
-    );
+    assert!(redeem(store, &req, NOW, &tokens).await);
     assert_woken(&mut on_request).await;
     let again = IssuedTokens {
         access_token: access_token(&req),
         refresh_token: None,
     };
-    assert!(
-        !store
-            .redeem_ciba_request(&s.env.id, &req.auth_req_id, NOW, &again)
-            .await
-            .unwrap()
-    );
+    assert!(!redeem(store, &req, NOW, &again).await);
     assert_not_woken(&mut on_request).await;
 }

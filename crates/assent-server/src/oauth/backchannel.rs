@@ -3,6 +3,7 @@
 //! allowed to use CIBA → parameters → user resolution → abuse limits (spec §9).
 
 use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
+use assent_core::transition::Applied;
 use assent_core::validate::{
     LoginHint, normalize_phone, parse_acr_values, parse_ciba_scope, parse_login_hint,
     parse_requested_expiry, validate_binding_message,
@@ -12,7 +13,7 @@ use assent_core::{
     Timestamp, User,
 };
 use assent_crypto::{HmacAlg, SigningAlg};
-use assent_store::{Admission, StoreError};
+use assent_store::StoreError;
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
@@ -83,25 +84,28 @@ pub async fn authorize(
     };
     // Durable before the acknowledgement leaves. The abuse limits are checked in the same
     // transaction as the insert; without limits (SANDBOX default) it is a plain insert.
-    match assent_core::ciba::abuse_guard(&env.abuse_limits, now) {
-        None => state.store.insert_ciba_request(&req).await?,
-        Some(guard) => {
-            if let Admission::Limited { limit, free_at } = state
-                .store
-                .insert_ciba_request_guarded(&req, &guard)
-                .await?
-            {
-                let (error, retry_after) = assent_core::ciba::limited(limit, free_at, now);
-                tracing::warn!(
-                    environment_id = %env.id,
-                    application_id = %app.id,
-                    user_id = %user.id,
-                    limit = limit.as_str(),
-                    retry_after,
-                    "CIBA request refused: abuse limit reached"
-                );
-                return Err(OAuthResponseError::too_many_requests(error, retry_after));
-            }
+    let abuse = assent_core::ciba::abuse_guard(&env.abuse_limits, now);
+    match state
+        .store
+        .apply(&assent_core::ciba::admit(req.clone(), abuse))
+        .await?
+    {
+        Applied::Won => {}
+        Applied::Limited { limit, free_at } => {
+            let (error, retry_after) = assent_core::ciba::limited(limit, free_at, now);
+            tracing::warn!(
+                environment_id = %env.id,
+                application_id = %app.id,
+                user_id = %user.id,
+                limit = limit.as_str(),
+                retry_after,
+                "CIBA request refused: abuse limit reached"
+            );
+            return Err(OAuthResponseError::too_many_requests(error, retry_after));
+        }
+        // Only a transition completing scheduled work can lose an admission.
+        Applied::Lost => {
+            return Err(StoreError::Invalid("the admission of a new request lost".into()).into());
         }
     }
     tracing::info!(

@@ -1,6 +1,7 @@
 //! `POST /{envId}/as/introspect` (RFC 7662) and `POST /{envId}/as/revoke` (RFC 7009), both
 //! client-authenticated. A client only ever learns about, or revokes, its own tokens.
 
+use assent_core::transition::Transition;
 use assent_core::{Application, OAuthError, Timestamp};
 use axum::Json;
 use axum::extract::State;
@@ -110,7 +111,7 @@ pub async fn revoke(
         {
             state
                 .store
-                .revoke_refresh_family(&app.environment_id, &r.family_id)
+                .apply(&assent_core::refresh::revoke_family(&r))
                 .await?;
         }
         return Ok(super::no_store(Json(json!({}))));
@@ -121,7 +122,10 @@ pub async fn revoke(
     {
         state
             .store
-            .revoke_access_token(&app.environment_id, jti)
+            .apply(&Transition::revoke_access_token(
+                app.environment_id.as_str(),
+                jti,
+            ))
             .await?;
     }
     Ok(super::no_store(Json(json!({}))))

@@ -3,13 +3,14 @@
 //! (`AppState::grants`), not editing a match.
 
 use assent_core::ciba::{
-    PollVerdict, check_redeemable, check_refreshable, evaluate_poll, unknown_auth_req_id,
+    self, PollVerdict, check_redeemable, check_refreshable, evaluate_poll, unknown_auth_req_id,
 };
+use assent_core::refresh::{self, Rotation};
 use assent_core::validate::plausible_auth_req_id;
 use assent_core::{
     Application, DeliveryMode, GrantType, OAuthError, OAuthErrorCode, Timestamp, User,
 };
-use assent_store::{RefreshOutcome, StoreError};
+use assent_store::StoreError;
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
@@ -146,22 +147,19 @@ impl GrantHandler for CibaGrant {
                     if let Some(update) = update
                         && !state
                             .store
-                            .record_poll(env_id, auth_req_id, &update)
+                            .apply(&ciba::record_poll(&req, update))
                             .await?
+                            .won()
                     {
                         continue;
                     }
                     return Err(error.into());
                 }
                 PollVerdict::Replay => {
-                    let revoked = state
-                        .store
-                        .revoke_tokens_for_request(env_id, auth_req_id)
-                        .await?;
+                    state.store.apply(&ciba::revoke_replayed(&req)).await?;
                     tracing::warn!(
                         environment_id = %env_id,
                         application_id = %app.id,
-                        revoked,
                         "redeemed auth_req_id presented again; its tokens are revoked"
                     );
                     return Err(unknown_auth_req_id().into());
@@ -201,8 +199,9 @@ impl GrantHandler for CibaGrant {
                     let redeemed_at = state.now().max(now);
                     if state
                         .store
-                        .redeem_ciba_request(env_id, auth_req_id, redeemed_at, &minted.tokens)
+                        .apply(&ciba::redeem(&req, minted.tokens, redeemed_at))
                         .await?
+                        .won()
                     {
                         tracing::info!(
                             environment_id = %env_id,
@@ -297,20 +296,14 @@ impl GrantHandler for RefreshTokenGrant {
             .await?
             .filter(|u| u.enabled)
         else {
-            state
-                .store
-                .revoke_refresh_family(env_id, &old.family_id)
-                .await?;
+            state.store.apply(&refresh::revoke_family(&old)).await?;
             return Err(invalid().into());
         };
         // Tokens of a simulated SANDBOX approval do not outlive a switch to PRODUCTION (§6.5).
         if old.amr.iter().any(|m| m == "sim") {
             let env = state.store.get_environment(env_id).await?;
             if let Err(e) = check_refreshable(&old.amr, env.env_type) {
-                state
-                    .store
-                    .revoke_refresh_family(env_id, &old.family_id)
-                    .await?;
+                state.store.apply(&refresh::revoke_family(&old)).await?;
                 return Err(e.into());
             }
         }
@@ -334,28 +327,40 @@ impl GrantHandler for RefreshTokenGrant {
         let Some(new_refresh) = &minted.tokens.refresh_token else {
             return Err(invalid().into());
         };
-        match state
-            .store
-            .rotate_refresh_token(
-                env_id,
-                &hash,
-                now,
-                app.refresh_token_reuse_grace_seconds,
+        // Judged on the token as read; a rotation that lost (another refresh or a revocation
+        // won meanwhile) is read and judged again: within the grace it rotates once more,
+        // otherwise it is reuse. This terminates: a lost rotation means the token was rotated
+        // or revoked, and a token rotated is judged within the grace (whose guard only a
+        // revocation breaks) or as reuse.
+        let mut presented = old;
+        loop {
+            let rotation = refresh::rotate(
+                &presented,
                 new_refresh,
                 &minted.tokens.access_token,
-            )
-            .await?
-        {
-            RefreshOutcome::Rotated(_) => Ok(minted.response),
-            RefreshOutcome::Reused => {
-                tracing::warn!(
-                    environment_id = %env_id,
-                    application_id = %app.id,
-                    "rotated refresh token reused; its family is revoked"
-                );
-                Err(invalid().into())
+                now,
+                app.refresh_token_reuse_grace_seconds,
+            );
+            let t = match rotation {
+                Rotation::Rotate(t) | Rotation::WithinGrace(t) => t,
+                Rotation::Reused(t) => {
+                    state.store.apply(&t).await?;
+                    tracing::warn!(
+                        environment_id = %env_id,
+                        application_id = %app.id,
+                        "rotated refresh token reused; its family is revoked"
+                    );
+                    return Err(invalid().into());
+                }
+                Rotation::Invalid => return Err(invalid().into()),
+            };
+            if state.store.apply(&t).await?.won() {
+                return Ok(minted.response);
             }
-            RefreshOutcome::Invalid => Err(invalid().into()),
+            match state.store.get_refresh_token(env_id, &hash).await? {
+                Some(again) => presented = again,
+                None => return Err(invalid().into()),
+            }
         }
     }
 }

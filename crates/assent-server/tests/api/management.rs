@@ -1979,7 +1979,10 @@ async fn automatic_decisions_are_rescheduled_after_a_restart() {
         decision: None,
         redeemed_at: None,
     };
-    h.store.insert_ciba_request(&req).await.unwrap();
+    h.store
+        .apply(&assent_core::ciba::admit(req.clone(), None))
+        .await
+        .unwrap();
     let resumed = assent_server::decisions::resume_auto_decisions(&h.state)
         .await
         .unwrap();

@@ -3455,7 +3455,10 @@ async fn a_request_recorded_as_push_is_refused_at_the_token_endpoint() {
     let mut req = h.store.get_ciba_request(&client.env_id, &id).await.unwrap();
     req.auth_req_id = "recorded-as-push-0000000000000000".into();
     req.delivery_mode = assent_core::DeliveryMode::Push;
-    h.store.insert_ciba_request(&req).await.unwrap();
+    h.store
+        .apply(&assent_core::ciba::admit(req.clone(), None))
+        .await
+        .unwrap();
     let r = h.poll(&client, &req.auth_req_id).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(r.error(), "unauthorized_client");

@@ -1,17 +1,17 @@
-//! CIBA requests. Every state change (insert, decision, redemption) publishes a wake-up on the
-//! request and on its user once committed; poll bookkeeping does not.
+//! CIBA requests: reading them, and the SQL of their state changes, which
+//! `transitions.rs` runs inside the transaction of a transition (each conditional write
+//! reports whether its condition held).
 
 use assent_core::ciba::{AbuseGuard, AbuseLimit, PollUpdate, RATE_WINDOW_SECS, decided_status};
-use assent_core::{CibaRequest, CibaStatus, Decision, IssuedTokens, ListPage, Page, Timestamp};
-use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
+use assent_core::{CibaRequest, CibaStatus, Decision, ListPage, Page, Timestamp};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
 use super::paging::{ListSpec, list_page};
 use super::rows::{self, opt_to_json, to_json};
-use super::tokens::{insert_access_token, insert_refresh_token};
 use super::{SqliteStore, db_err};
-use crate::{Admission, CibaRequestFilter, CibaStore, StoreResult};
+use crate::{CibaRequestFilter, CibaStore, StoreResult};
 
-async fn insert_ciba_request<'e>(
+pub(super) async fn insert_request<'e>(
     executor: impl SqliteExecutor<'e>,
     req: &CibaRequest,
 ) -> StoreResult<()> {
@@ -45,6 +45,170 @@ async fn insert_ciba_request<'e>(
     Ok(())
 }
 
+/// The abuse limit `req` would break under `guard`, and when a slot frees up: fewer than
+/// `max_pending_per_user` requests of the user with status PENDING and `expires_at > now`, and
+/// fewer than `max_per_window` requests of the application with `created_at > window_start`.
+/// Counted in the caller's `BEGIN IMMEDIATE` transaction, so no other writer (connection or
+/// process) can insert between the counts and the insert and a burst cannot overshoot.
+pub(super) async fn abuse_limit_reached(
+    conn: &mut SqliteConnection,
+    req: &CibaRequest,
+    guard: &AbuseGuard,
+) -> StoreResult<Option<(AbuseLimit, Timestamp)>> {
+    if let Some(max) = guard.max_pending_per_user {
+        let (count, earliest_expiry): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(expires_at) FROM ciba_requests
+             WHERE environment_id = ? AND user_id = ? AND status = 'PENDING'
+               AND expires_at > ?",
+        )
+        .bind(&req.environment_id)
+        .bind(&req.user_id)
+        .bind(guard.now.millis())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        if count >= max {
+            let free_at = Timestamp(earliest_expiry.unwrap_or(guard.now.millis()));
+            return Ok(Some((AbuseLimit::PendingPerUser, free_at)));
+        }
+    }
+    if let Some(max) = guard.max_per_window {
+        // The oldest request that keeps the count at `max` leaves the window first.
+        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM ciba_requests
+             WHERE environment_id = ? AND application_id = ? AND created_at > ?",
+        )
+        .bind(&req.environment_id)
+        .bind(&req.application_id)
+        .bind(guard.window_start.millis())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        if count >= max {
+            let oldest = Timestamp(oldest.unwrap_or(guard.now.millis()));
+            return Ok(Some((
+                AbuseLimit::RatePerApplication,
+                oldest.plus_secs(RATE_WINDOW_SECS),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Records a poll if the request is still PENDING with `last_polled_at` and
+/// `interval_seconds` as `update` expects. Returns whether it was recorded.
+pub(super) async fn record_poll<'e>(
+    executor: impl SqliteExecutor<'e>,
+    env_id: &str,
+    auth_req_id: &str,
+    update: &PollUpdate,
+) -> StoreResult<bool> {
+    // `IS` is SQLite's null-safe equality (PostgreSQL: IS NOT DISTINCT FROM).
+    let result = sqlx::query(
+        "UPDATE ciba_requests SET last_polled_at = ?, interval_seconds = ?
+         WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
+           AND last_polled_at IS ? AND interval_seconds = ?",
+    )
+    .bind(update.last_polled_at.millis())
+    .bind(update.interval_seconds)
+    .bind(env_id)
+    .bind(auth_req_id)
+    .bind(update.expected_last_polled_at.map(Timestamp::millis))
+    .bind(update.expected_interval_seconds)
+    .execute(executor)
+    .await
+    .map_err(db_err)?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Stores the decision and its status (`decided_status`) if the request is PENDING and
+/// `at < expires_at`. Returns the request's user when it did.
+pub(super) async fn decide(
+    conn: &mut SqliteConnection,
+    env_id: &str,
+    auth_req_id: &str,
+    decision: &Decision,
+    at: Timestamp,
+) -> StoreResult<Option<String>> {
+    sqlx::query_scalar(
+        "UPDATE ciba_requests SET status = ?, decision = ?
+         WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
+           AND expires_at > ?
+         RETURNING user_id",
+    )
+    .bind(decided_status(decision.outcome).as_str())
+    .bind(to_json(decision)?)
+    .bind(env_id)
+    .bind(auth_req_id)
+    .bind(at.millis())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)
+}
+
+/// Stores status EXPIRED if the request is PENDING and `at >= expires_at`, so the expiry is
+/// marked once and no decision lands after it. Returns the request's user when it did.
+pub(super) async fn expire(
+    conn: &mut SqliteConnection,
+    env_id: &str,
+    auth_req_id: &str,
+    at: Timestamp,
+) -> StoreResult<Option<String>> {
+    sqlx::query_scalar(
+        "UPDATE ciba_requests SET status = 'EXPIRED'
+         WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
+           AND expires_at <= ?
+         RETURNING user_id",
+    )
+    .bind(env_id)
+    .bind(auth_req_id)
+    .bind(at.millis())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)
+}
+
+/// Marks the request REDEEMED with `redeemed_at = at` if it is APPROVED and
+/// `at < expires_at`. Returns the request's user when it did.
+pub(super) async fn mark_redeemed(
+    conn: &mut SqliteConnection,
+    env_id: &str,
+    auth_req_id: &str,
+    at: Timestamp,
+) -> StoreResult<Option<String>> {
+    sqlx::query_scalar(
+        "UPDATE ciba_requests SET status = 'REDEEMED', redeemed_at = ?
+         WHERE environment_id = ? AND auth_req_id = ? AND status = 'APPROVED'
+           AND expires_at > ?
+         RETURNING user_id",
+    )
+    .bind(at.millis())
+    .bind(env_id)
+    .bind(auth_req_id)
+    .bind(at.millis())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)
+}
+
+/// Whether the request is REDEEMED.
+pub(super) async fn is_redeemed(
+    conn: &mut SqliteConnection,
+    env_id: &str,
+    auth_req_id: &str,
+) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM ciba_requests
+         WHERE environment_id = ? AND auth_req_id = ? AND status = 'REDEEMED'",
+    )
+    .bind(env_id)
+    .bind(auth_req_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(found.is_some())
+}
+
 fn ciba_key(r: &CibaRequest) -> (Timestamp, &str) {
     (r.created_at, &r.auth_req_id)
 }
@@ -52,68 +216,6 @@ fn ciba_key(r: &CibaRequest) -> (Timestamp, &str) {
 #[async_trait::async_trait]
 impl CibaStore for SqliteStore {
     // --- CIBA requests ------------------------------------------------------------------
-
-    async fn insert_ciba_request(&self, req: &CibaRequest) -> StoreResult<()> {
-        // Autocommit with synchronous=FULL: durable once this returns.
-        insert_ciba_request(&self.pool, req).await?;
-        self.publish_request_change(&req.environment_id, &req.auth_req_id, Some(&req.user_id));
-        Ok(())
-    }
-
-    async fn insert_ciba_request_guarded(
-        &self,
-        req: &CibaRequest,
-        guard: &AbuseGuard,
-    ) -> StoreResult<Admission> {
-        // IMMEDIATE: no other writer (pool connection or process) can insert between the
-        // counts and the insert, so a burst cannot overshoot the limits.
-        let mut tx = self.begin_write().await?;
-        if let Some(max) = guard.max_pending_per_user {
-            let (count, earliest_expiry): (i64, Option<i64>) = sqlx::query_as(
-                "SELECT COUNT(*), MIN(expires_at) FROM ciba_requests
-                 WHERE environment_id = ? AND user_id = ? AND status = 'PENDING'
-                   AND expires_at > ?",
-            )
-            .bind(&req.environment_id)
-            .bind(&req.user_id)
-            .bind(guard.now.millis())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if count >= max {
-                tx.rollback().await.map_err(db_err)?;
-                return Ok(Admission::Limited {
-                    limit: AbuseLimit::PendingPerUser,
-                    free_at: Timestamp(earliest_expiry.unwrap_or(guard.now.millis())),
-                });
-            }
-        }
-        if let Some(max) = guard.max_per_window {
-            // The oldest request that keeps the count at `max` leaves the window first.
-            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                "SELECT COUNT(*), MIN(created_at) FROM ciba_requests
-                 WHERE environment_id = ? AND application_id = ? AND created_at > ?",
-            )
-            .bind(&req.environment_id)
-            .bind(&req.application_id)
-            .bind(guard.window_start.millis())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if count >= max {
-                tx.rollback().await.map_err(db_err)?;
-                let oldest = oldest.unwrap_or(guard.now.millis());
-                return Ok(Admission::Limited {
-                    limit: AbuseLimit::RatePerApplication,
-                    free_at: Timestamp(oldest).plus_secs(RATE_WINDOW_SECS),
-                });
-            }
-        }
-        insert_ciba_request(&mut *tx, req).await?;
-        tx.commit().await.map_err(db_err)?;
-        self.publish_request_change(&req.environment_id, &req.auth_req_id, Some(&req.user_id));
-        Ok(Admission::Inserted)
-    }
 
     async fn get_ciba_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<CibaRequest> {
         let row =
@@ -147,10 +249,15 @@ impl CibaStore for SqliteStore {
             match filter.status {
                 None => {}
                 Some(CibaStatus::Expired) => {
-                    qb.push(" AND status <> ")
+                    // Or marked EXPIRED by an expire transition (on a node whose clock ran
+                    // ahead of this reader's).
+                    qb.push(" AND ((status <> ")
                         .push_bind(CibaStatus::Redeemed.as_str())
                         .push(" AND expires_at <= ")
-                        .push_bind(now.millis());
+                        .push_bind(now.millis())
+                        .push(") OR status = ")
+                        .push_bind(CibaStatus::Expired.as_str())
+                        .push(")");
                 }
                 Some(CibaStatus::Redeemed) => {
                     qb.push(" AND status = ")
@@ -172,91 +279,5 @@ impl CibaStore for SqliteStore {
             key: ciba_key,
         };
         list_page(&self.pool, spec, page).await
-    }
-
-    async fn record_poll(
-        &self,
-        env_id: &str,
-        auth_req_id: &str,
-        update: &PollUpdate,
-    ) -> StoreResult<bool> {
-        // `IS` is SQLite's null-safe equality (PostgreSQL: IS NOT DISTINCT FROM).
-        let result = sqlx::query(
-            "UPDATE ciba_requests SET last_polled_at = ?, interval_seconds = ?
-             WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
-               AND last_polled_at IS ? AND interval_seconds = ?",
-        )
-        .bind(update.last_polled_at.millis())
-        .bind(update.interval_seconds)
-        .bind(env_id)
-        .bind(auth_req_id)
-        .bind(update.expected_last_polled_at.map(Timestamp::millis))
-        .bind(update.expected_interval_seconds)
-        .execute(&self.bookkeeping)
-        .await
-        .map_err(db_err)?;
-        Ok(result.rows_affected() == 1)
-    }
-
-    async fn decide_ciba_request(
-        &self,
-        env_id: &str,
-        auth_req_id: &str,
-        decision: &Decision,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let decided: Option<String> = sqlx::query_scalar(
-            "UPDATE ciba_requests SET status = ?, decision = ?
-             WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
-               AND expires_at > ?
-             RETURNING user_id",
-        )
-        .bind(decided_status(decision.outcome).as_str())
-        .bind(to_json(decision)?)
-        .bind(env_id)
-        .bind(auth_req_id)
-        .bind(now.millis())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let won = decided.is_some();
-        if won {
-            self.publish_request_change(env_id, auth_req_id, decided.as_deref());
-        }
-        Ok(won)
-    }
-
-    async fn redeem_ciba_request(
-        &self,
-        env_id: &str,
-        auth_req_id: &str,
-        now: Timestamp,
-        tokens: &IssuedTokens,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let redeemed: Option<String> = sqlx::query_scalar(
-            "UPDATE ciba_requests SET status = 'REDEEMED', redeemed_at = ?
-             WHERE environment_id = ? AND auth_req_id = ? AND status = 'APPROVED'
-               AND expires_at > ?
-             RETURNING user_id",
-        )
-        .bind(now.millis())
-        .bind(env_id)
-        .bind(auth_req_id)
-        .bind(now.millis())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(user_id) = redeemed else {
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(false);
-        };
-        insert_access_token(&mut *tx, &tokens.access_token).await?;
-        if let Some(refresh) = &tokens.refresh_token {
-            insert_refresh_token(&mut *tx, refresh).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        self.publish_request_change(env_id, auth_req_id, Some(&user_id));
-        Ok(true)
     }
 }

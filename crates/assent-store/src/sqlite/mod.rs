@@ -1,19 +1,20 @@
 //! The SQLite store: one database file in WAL mode with `synchronous=FULL` (an accepted CIBA
 //! request survives a power cut), foreign keys enforced, schema migrated at open.
 //!
-//! One write is exempt from the fsync: the poll bookkeeping of `record_poll` goes through a
-//! second pool with `synchronous=NORMAL`. Its commits are durable against a process crash
+//! One write is exempt from the fsync: poll bookkeeping (a transition that only records a
+//! poll) goes through a second pool with `synchronous=NORMAL`. Its commits are durable against a process crash
 //! (kill -9) but may be lost to a power cut; the next FULL commit syncs them with it. Losing
 //! one "last polled at" only spares one client one `slow_down`, and keeping the fsync off the
 //! poll path roughly triples poll throughput (docs/performance.md).
 //!
-//! Every statement filters by `environment_id`; conditional writes (`record_poll`, decisions,
-//! redemption, refresh rotation, `use_jti`) are single conditional statements or `BEGIN
-//! IMMEDIATE` transactions whose outcome is read from the affected row count, so concurrent
+//! Every statement filters by `environment_id`; conditional writes (the guards of transitions,
+//! `use_jti`) are single conditional statements inside `BEGIN IMMEDIATE` transactions (or one
+//! autocommitted statement) whose outcome is read from the affected row count, so concurrent
 //! callers (pool connections or processes sharing the file) cannot both win.
 //!
-//! One file per aggregate (`directory`, `keys`, `ciba`, `tokens`, `jtis`); this one opens the
-//! database, migrates it, maps errors and purges.
+//! One file per aggregate (`directory`, `keys`, `ciba`, `tokens`, `jtis`, `work`), plus
+//! `transitions` (`Transitions::apply`, sequencing their SQL in one transaction); this one
+//! opens the database, migrates it, maps errors and purges.
 
 mod ciba;
 mod directory;
@@ -22,6 +23,7 @@ mod keys;
 mod paging;
 mod rows;
 mod tokens;
+mod transitions;
 mod work;
 
 use std::path::Path;

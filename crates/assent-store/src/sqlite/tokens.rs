@@ -1,11 +1,12 @@
-//! Access and refresh tokens.
+//! Access and refresh tokens: reading them, and the SQL of issuing and revoking them, which
+//! `transitions.rs` runs inside the transaction of a transition.
 
 use assent_core::{AccessTokenRecord, RefreshTokenRecord, Timestamp};
-use sqlx::SqliteExecutor;
+use sqlx::{SqliteConnection, SqliteExecutor};
 
 use super::rows::{self, to_json};
 use super::{SqliteStore, db_err};
-use crate::{RefreshOutcome, StoreResult, TokenStore};
+use crate::{StoreResult, TokenStore};
 
 pub(super) async fn insert_access_token<'e>(
     ex: impl SqliteExecutor<'e>,
@@ -62,9 +63,10 @@ pub(super) async fn insert_refresh_token<'e>(
     Ok(())
 }
 
-/// Revokes the family's refresh tokens and the access tokens minted with them.
-async fn revoke_family(
-    conn: &mut sqlx::SqliteConnection,
+/// Revokes the family's refresh tokens and the access tokens minted with them. Returns how
+/// many tokens it revoked.
+pub(super) async fn revoke_family(
+    conn: &mut SqliteConnection,
     env_id: &str,
     family_id: &str,
 ) -> StoreResult<u64> {
@@ -87,6 +89,91 @@ async fn revoke_family(
     .await
     .map_err(db_err)?;
     Ok(refresh.rows_affected() + access.rows_affected())
+}
+
+/// Revokes every access and refresh token issued from the CIBA request: the tokens of its
+/// redemption and everything minted later by refreshing within its refresh families.
+/// Returns how many tokens it revoked.
+pub(super) async fn revoke_request_tokens(
+    conn: &mut SqliteConnection,
+    env_id: &str,
+    auth_req_id: &str,
+) -> StoreResult<u64> {
+    let access = sqlx::query(
+        "UPDATE access_tokens SET revoked = TRUE
+         WHERE environment_id = ? AND revoked = FALSE
+           AND (auth_req_id = ? OR refresh_family_id IN (
+                 SELECT family_id FROM refresh_tokens
+                 WHERE environment_id = ? AND auth_req_id = ?))",
+    )
+    .bind(env_id)
+    .bind(auth_req_id)
+    .bind(env_id)
+    .bind(auth_req_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let refresh = sqlx::query(
+        "UPDATE refresh_tokens SET revoked = TRUE
+         WHERE environment_id = ? AND revoked = FALSE
+           AND (auth_req_id = ? OR family_id IN (
+                 SELECT family_id FROM refresh_tokens
+                 WHERE environment_id = ? AND auth_req_id = ?))",
+    )
+    .bind(env_id)
+    .bind(auth_req_id)
+    .bind(env_id)
+    .bind(auth_req_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(access.rows_affected() + refresh.rows_affected())
+}
+
+/// Sets the refresh token's `rotated_at` to `rotated_at` if it is as read: its `rotated_at`
+/// is `read_rotated_at`, it is not revoked and `at < expires_at`. Returns its family when it
+/// did.
+pub(super) async fn mark_rotated(
+    conn: &mut SqliteConnection,
+    env_id: &str,
+    token_hash: &str,
+    read_rotated_at: Option<Timestamp>,
+    at: Timestamp,
+    rotated_at: Timestamp,
+) -> StoreResult<Option<String>> {
+    // `IS` is SQLite's null-safe equality (PostgreSQL: IS NOT DISTINCT FROM).
+    sqlx::query_scalar(
+        "UPDATE refresh_tokens SET rotated_at = ?
+         WHERE environment_id = ? AND token_hash = ? AND rotated_at IS ?
+           AND revoked = FALSE AND expires_at > ?
+         RETURNING family_id",
+    )
+    .bind(rotated_at.millis())
+    .bind(env_id)
+    .bind(token_hash)
+    .bind(read_rotated_at.map(Timestamp::millis))
+    .bind(at.millis())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)
+}
+
+/// Revokes one access token. Returns whether it revoked one.
+pub(super) async fn revoke_access_token(
+    conn: &mut SqliteConnection,
+    env_id: &str,
+    jti: &str,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE access_tokens SET revoked = TRUE
+         WHERE environment_id = ? AND jti = ? AND revoked = FALSE",
+    )
+    .bind(env_id)
+    .bind(jti)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(result.rows_affected() == 1)
 }
 
 #[async_trait::async_trait]
@@ -113,55 +200,6 @@ impl TokenStore for SqliteStore {
         insert_access_token(&self.pool, token).await
     }
 
-    async fn revoke_access_token(&self, env_id: &str, jti: &str) -> StoreResult<bool> {
-        let result = sqlx::query(
-            "UPDATE access_tokens SET revoked = TRUE
-             WHERE environment_id = ? AND jti = ? AND revoked = FALSE",
-        )
-        .bind(env_id)
-        .bind(jti)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(result.rows_affected() == 1)
-    }
-
-    async fn revoke_tokens_for_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        // Access tokens issued at redemption, and those minted later by refreshing within one
-        // of the request's refresh families.
-        let access = sqlx::query(
-            "UPDATE access_tokens SET revoked = TRUE
-             WHERE environment_id = ? AND revoked = FALSE
-               AND (auth_req_id = ? OR refresh_family_id IN (
-                     SELECT family_id FROM refresh_tokens
-                     WHERE environment_id = ? AND auth_req_id = ?))",
-        )
-        .bind(env_id)
-        .bind(auth_req_id)
-        .bind(env_id)
-        .bind(auth_req_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let refresh = sqlx::query(
-            "UPDATE refresh_tokens SET revoked = TRUE
-             WHERE environment_id = ? AND revoked = FALSE
-               AND (auth_req_id = ? OR family_id IN (
-                     SELECT family_id FROM refresh_tokens
-                     WHERE environment_id = ? AND auth_req_id = ?))",
-        )
-        .bind(env_id)
-        .bind(auth_req_id)
-        .bind(env_id)
-        .bind(auth_req_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(access.rows_affected() + refresh.rows_affected())
-    }
-
     async fn get_refresh_token(
         &self,
         env_id: &str,
@@ -176,72 +214,5 @@ impl TokenStore for SqliteStore {
             .as_ref()
             .map(rows::refresh_token)
             .transpose()
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        env_id: &str,
-        token_hash: &str,
-        now: Timestamp,
-        reuse_grace_secs: i64,
-        new_token: &RefreshTokenRecord,
-        new_access: &AccessTokenRecord,
-    ) -> StoreResult<RefreshOutcome> {
-        let mut tx = self.begin_write().await?;
-        // Current, or rotated moments ago within the application's reuse grace (a concurrent or
-        // retried refresh, answered with another rotation in the same family). `rotated_at`
-        // keeps the first rotation, so the grace does not slide; with no grace the threshold is
-        // `now` and only a current token passes.
-        let rotated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = COALESCE(rotated_at, ?)
-             WHERE environment_id = ? AND token_hash = ?
-               AND (rotated_at IS NULL OR rotated_at > ?)
-               AND revoked = FALSE AND expires_at > ?
-             RETURNING *",
-        )
-        .bind(now.millis())
-        .bind(env_id)
-        .bind(token_hash)
-        .bind(now.plus_secs(-reuse_grace_secs.max(0)).millis())
-        .bind(now.millis())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if let Some(row) = rotated {
-            let old = rows::refresh_token(&row)?;
-            insert_refresh_token(&mut *tx, new_token).await?;
-            insert_access_token(&mut *tx, new_access).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(RefreshOutcome::Rotated(old));
-        }
-        // Lost: find out whether this is reuse of a rotated (or revoked) token.
-        let reused_family: Option<String> = sqlx::query_scalar(
-            "SELECT family_id FROM refresh_tokens
-             WHERE environment_id = ? AND token_hash = ?
-               AND (rotated_at IS NOT NULL OR revoked = TRUE)",
-        )
-        .bind(env_id)
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        match reused_family {
-            Some(family_id) => {
-                revoke_family(&mut tx, env_id, &family_id).await?;
-                tx.commit().await.map_err(db_err)?;
-                Ok(RefreshOutcome::Reused)
-            }
-            None => {
-                tx.rollback().await.map_err(db_err)?;
-                Ok(RefreshOutcome::Invalid)
-            }
-        }
-    }
-
-    async fn revoke_refresh_family(&self, env_id: &str, family_id: &str) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let revoked = revoke_family(&mut tx, env_id, family_id).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(revoked)
     }
 }
