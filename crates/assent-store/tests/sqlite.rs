@@ -35,6 +35,21 @@ mod file {
 
     assent_store::store_test_suite!(store());
 
+    /// The restart in the middle of scheduled work, on one database file opened twice.
+    #[tokio::test]
+    async fn scheduled_work_runs_once_across_a_restart() {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}-work-restart.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assent_store::testsuite::scheduled_work_runs_once_across_a_restart(|| async {
+            SqliteStore::open(&path).await.unwrap()
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn reopening_keeps_data_and_migrations_are_idempotent() {
         use assent_store::prelude::*;
@@ -58,6 +73,7 @@ mod file {
     /// in the exact JSON shape of `Job`, due when the timer would have fired.
     #[tokio::test]
     async fn migration_0005_schedules_the_automatic_decisions_of_earlier_requests() {
+        use assent_core::ciba::admit;
         use assent_core::transition::Job;
         use assent_core::{AutoDecision, CibaStatus, DecisionOutcome, EnvironmentType, Timestamp};
         use assent_store::prelude::*;
@@ -92,18 +108,17 @@ mod file {
                 // The migration reads the real clock: far future is unexpired, 2001 expired.
                 let mut pending = ciba_request(&env.id, &app.id, &robot.id);
                 pending.expires_at = Timestamp(4_000_000_000_000);
-                store.insert_ciba_request(&pending).await.unwrap();
+                let admit = |req: &assent_core::CibaRequest| admit(req.clone(), None);
+                store.apply(&admit(&pending)).await.unwrap();
                 let mut decided = ciba_request(&env.id, &app.id, &robot.id);
                 decided.status = CibaStatus::Denied;
-                store.insert_ciba_request(&decided).await.unwrap();
+                store.apply(&admit(&decided)).await.unwrap();
                 let mut expired = ciba_request(&env.id, &app.id, &quickbot.id);
                 expired.created_at = Timestamp(1_000_000_000_000);
                 expired.expires_at = Timestamp(1_000_000_300_000);
-                store.insert_ciba_request(&expired).await.unwrap();
-                store
-                    .insert_ciba_request(&ciba_request(&env.id, &app.id, &human.id))
-                    .await
-                    .unwrap();
+                store.apply(&admit(&expired)).await.unwrap();
+                let plain = ciba_request(&env.id, &app.id, &human.id);
+                store.apply(&admit(&plain)).await.unwrap();
                 if env.env_type == EnvironmentType::Sandbox {
                     due = Some(pending.created_at.plus_millis(1500));
                     expected = Some(Job::AutoDecision {
