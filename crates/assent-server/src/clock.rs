@@ -34,7 +34,10 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, at: Timestamp) -> Sleep {
-        let left = at.millis().saturating_sub(self.now().millis()).max(0);
+        let left = at.millis().saturating_sub(self.now().millis());
+        if left <= 0 {
+            return Box::pin(std::future::ready(()));
+        }
         Box::pin(tokio::time::sleep(Duration::from_millis(
             left.unsigned_abs(),
         )))

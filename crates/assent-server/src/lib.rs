@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod secrets;
 pub mod state;
 pub mod v1;
+pub mod work;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use state::{AppState, ServerConfig};

@@ -3,14 +3,13 @@
 //! allowed to use CIBA → parameters → user resolution → abuse limits (spec §9).
 
 use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
-use assent_core::transition::Applied;
+use assent_core::transition::{Applied, WorkId};
 use assent_core::validate::{
     LoginHint, normalize_phone, parse_acr_values, parse_ciba_scope, parse_login_hint,
     parse_requested_expiry, validate_binding_message,
 };
 use assent_core::{
-    Application, CibaRequest, CibaStatus, EnvironmentType, GrantType, OAuthError, OAuthErrorCode,
-    Timestamp, User,
+    Application, CibaRequest, CibaStatus, GrantType, OAuthError, OAuthErrorCode, Timestamp, User,
 };
 use assent_crypto::{HmacAlg, SigningAlg};
 use assent_store::StoreError;
@@ -82,14 +81,18 @@ pub async fn authorize(
         decision: None,
         redeemed_at: None,
     };
-    // Durable before the acknowledgement leaves. The abuse limits are checked in the same
-    // transaction as the insert; without limits (SANDBOX default) it is a plain insert.
+    // Durable before the acknowledgement leaves, with the automatic answer of a SANDBOX user
+    // (§6.5) scheduled in the same transaction. The abuse limits are checked in that
+    // transaction too; without limits (SANDBOX default) it is a plain insert.
     let abuse = assent_core::ciba::abuse_guard(&env.abuse_limits, now);
-    match state
-        .store
-        .apply(&assent_core::ciba::admit(req.clone(), abuse))
-        .await?
-    {
+    let mut admission = assent_core::ciba::admit(req.clone(), abuse);
+    admission.schedule.extend(assent_core::ciba::auto_decision(
+        env.env_type,
+        &user,
+        &req,
+        WorkId(assent_core::new_id()),
+    ));
+    match state.store.apply(&admission).await? {
         Applied::Won => {}
         Applied::Limited { limit, free_at } => {
             let (error, retry_after) = assent_core::ciba::limited(limit, free_at, now);
@@ -115,22 +118,6 @@ pub async fn authorize(
         expires_in,
         "CIBA request accepted"
     );
-    if env.env_type == EnvironmentType::Sandbox
-        && let Some(outcome) = user.auto_decision
-    {
-        let outcome = match outcome {
-            assent_core::AutoDecision::Approve => assent_core::DecisionOutcome::Approve,
-            assent_core::AutoDecision::Deny => assent_core::DecisionOutcome::Deny,
-        };
-        // Detached: the timer runs on its own.
-        drop(crate::decisions::schedule_auto_decision(
-            state.clone(),
-            env.id.clone(),
-            req.auth_req_id.clone(),
-            outcome,
-            user.auto_decision_delay_ms.unwrap_or(0),
-        ));
-    }
     Ok(super::no_store(Json(json!({
         "auth_req_id": req.auth_req_id,
         "expires_in": expires_in,
