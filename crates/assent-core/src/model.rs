@@ -104,8 +104,9 @@ wire_enum!(
     }
 );
 wire_enum!(
-    /// The stored state of a CIBA request. `Expired` is never stored: it is derived from
-    /// `expires_at` (see [`CibaRequest::status_at`]).
+    /// The state of a CIBA request. `Expired` is derived from `expires_at` (see
+    /// [`CibaRequest::status_at`]); it is stored only when an expiry transition
+    /// (`ciba::expire`) marked it, which a reader sees the same way.
     CibaStatus {
         Pending => "PENDING",
         Approved => "APPROVED",
@@ -299,7 +300,7 @@ pub struct CibaRequest {
     pub interval_seconds: i64,
     /// When the previous poll arrived (of any outcome).
     pub last_polled_at: Option<Timestamp>,
-    /// Stored state; `Expired` is derived, never stored.
+    /// Stored state; `Expired` is derived (stored only once `ciba::expire` marked it).
     pub status: CibaStatus,
     pub decision: Option<Decision>,
     pub redeemed_at: Option<Timestamp>,

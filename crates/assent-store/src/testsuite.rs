@@ -74,6 +74,9 @@ macro_rules! store_test_suite {
             ciba_redeem_once,
             ciba_redeem_requires_approved_unexpired,
             ciba_list_filters,
+            ciba_expire_once,
+            apply_with_scheduled_work,
+            apply_refuses_malformed_transitions,
             access_tokens,
             revoke_tokens_for_request,
             refresh_rotation_and_reuse,
@@ -97,6 +100,10 @@ macro_rules! store_test_suite {
             ciba_redeem_concurrently,
             ciba_insert_guarded_concurrently,
             signing_key_insert_if_absent_concurrently,
+            ciba_decide_concurrently,
+            ciba_poll_concurrently,
+            refresh_rotate_concurrently,
+            ciba_decide_redeem_expire_race,
         );
     };
     (@by_ref $factory:expr; $($name:ident),+ $(,)?) => {
@@ -1458,6 +1465,16 @@ pub async fn ciba_decide_after_expiry(store: &dyn Store) {
         .unwrap();
     assert_eq!(got.status, CibaStatus::Pending);
     assert_eq!(got.decision, None);
+    // The store checks the expiry itself, not only core.
+    let at_expiry = Transition::new(
+        s.env.id.as_str(),
+        Guard::PendingAt { at: req.expires_at },
+        Change::Decide {
+            auth_req_id: req.auth_req_id.clone(),
+            decision: approve.clone(),
+        },
+    );
+    assert_eq!(store.apply(&at_expiry).await.unwrap(), Applied::Lost);
     // One millisecond before expiry still counts.
     assert!(decide(store, &req, &approve, req.expires_at.plus_millis(-1)).await);
 }
@@ -1818,6 +1835,561 @@ pub async fn ciba_list_filters(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(list.total, 0);
+}
+
+// --- transitions: races, expiry, scheduled work, malformed transitions --------------------------
+
+/// Twenty decisions judged on the same pending read, applied at once: exactly one wins and
+/// its decision is the one stored.
+pub async fn ciba_decide_concurrently(store: Arc<dyn Store>) {
+    let s = seed(store.as_ref()).await;
+    let req = s.pending(store.as_ref()).await;
+    let outcomes = [
+        DecisionOutcome::Approve,
+        DecisionOutcome::Deny,
+        DecisionOutcome::Cancel,
+    ];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let req = req.clone();
+            let d = Decision {
+                evidence: Some(serde_json::json!({ "attempt": i })),
+                ..decision(outcomes[i % outcomes.len()])
+            };
+            tokio::spawn(async move {
+                let t = ciba::decide(&req, d.clone(), NOW).unwrap();
+                (store.apply(&t).await.unwrap(), d)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (applied, d) = task.await.unwrap();
+        match applied {
+            Applied::Won => winners.push(d),
+            Applied::Lost => {}
+            Applied::Limited { .. } => panic!("a decision is never limited"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one decision wins");
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, ciba::decided_status(winners[0].outcome));
+    assert_eq!(got.decision.as_ref(), Some(&winners[0]));
+}
+
+/// Twenty polls judged on the same read state (same previous poll, same interval): exactly
+/// one is recorded; the others lose and would be judged again.
+pub async fn ciba_poll_concurrently(store: Arc<dyn Store>) {
+    let s = seed(store.as_ref()).await;
+    let req = s.pending(store.as_ref()).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let req = req.clone();
+            tokio::spawn(async move {
+                let at = NOW.plus_millis(i);
+                let ciba::PollVerdict::Refuse {
+                    update: Some(update),
+                    ..
+                } = ciba::evaluate_poll(&req, &req.application_id, at)
+                else {
+                    panic!("a first poll of a pending request is recorded")
+                };
+                let won = store
+                    .apply(&ciba::record_poll(&req, update))
+                    .await
+                    .unwrap()
+                    .won();
+                (won, at)
+            })
+        })
+        .collect();
+    let mut recorded = Vec::new();
+    for task in tasks {
+        let (won, at) = task.await.unwrap();
+        if won {
+            recorded.push(at);
+        }
+    }
+    assert_eq!(recorded.len(), 1, "exactly one poll is recorded");
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.last_polled_at, Some(recorded[0]));
+    assert_eq!(got.interval_seconds, req.interval_seconds);
+}
+
+/// Ten refreshes of one token, judged on the same read and applied at once: exactly one
+/// rotation wins. Each loser reads again and judges again: with no grace that is reuse and
+/// the family (the winner's successor included) is revoked; within a grace every loser
+/// rotates once more, in the family, and the first rotation time stays.
+pub async fn refresh_rotate_concurrently(store: Arc<dyn Store>) {
+    for grace in [0, 60] {
+        let s = seed(store.as_ref()).await;
+        let req = s.approved(store.as_ref()).await;
+        let family = new_id();
+        let old = refresh_token(&req, &family);
+        let tokens = IssuedTokens {
+            access_token: access_token(&req),
+            refresh_token: Some(old.clone()),
+        };
+        assert!(redeem(store.as_ref(), &req, NOW, &tokens).await);
+        let read = store
+            .get_refresh_token(&s.env.id, &old.token_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        let at = NOW.plus_secs(5);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let read = read.clone();
+                let successor = refresh_token(&req, &family);
+                let access = AccessTokenRecord {
+                    refresh_family_id: Some(family.clone()),
+                    auth_req_id: None,
+                    ..access_token(&req)
+                };
+                tokio::spawn(async move {
+                    let Rotation::Rotate(t) =
+                        refresh::rotate(&read, &successor, &access, at, grace)
+                    else {
+                        panic!("a current token rotates")
+                    };
+                    let first = store.apply(&t).await.unwrap();
+                    if first.won() {
+                        return (first, None, successor);
+                    }
+                    // Lost: judged again on what won.
+                    let again = store
+                        .get_refresh_token(&read.environment_id, &read.token_hash)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let rejudged = refresh::rotate(&again, &successor, &access, at, grace);
+                    let t = match &rejudged {
+                        Rotation::Rotate(t) | Rotation::WithinGrace(t) | Rotation::Reused(t) => t,
+                        Rotation::Invalid => panic!("a live token is never invalid"),
+                    };
+                    assert_eq!(store.apply(t).await.unwrap(), Applied::Won);
+                    (first, Some(rejudged), successor)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut rejudged = Vec::new();
+        for task in tasks {
+            let (first, again, successor) = task.await.unwrap();
+            match again {
+                None => winners.push(successor),
+                Some(again) => {
+                    assert_eq!(first, Applied::Lost);
+                    rejudged.push((again, successor));
+                }
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one rotation wins (grace {grace})"
+        );
+        assert_eq!(rejudged.len(), 9);
+        let stored = |hash: String| {
+            let store = Arc::clone(&store);
+            let env_id = s.env.id.clone();
+            async move { store.get_refresh_token(&env_id, &hash).await.unwrap() }
+        };
+        let old_now = stored(old.token_hash.clone()).await.unwrap();
+        assert_eq!(old_now.rotated_at, Some(at), "the first rotation time");
+        let winner = stored(winners[0].token_hash.clone()).await.unwrap();
+        if grace == 0 {
+            for (again, successor) in &rejudged {
+                assert!(matches!(again, Rotation::Reused(_)), "{again:?}");
+                assert_eq!(stored(successor.token_hash.clone()).await, None);
+            }
+            assert!(winner.revoked, "reuse revokes the winner's successor too");
+            assert!(old_now.revoked);
+        } else {
+            for (again, successor) in &rejudged {
+                assert!(matches!(again, Rotation::WithinGrace(_)), "{again:?}");
+                let t = stored(successor.token_hash.clone()).await.unwrap();
+                assert!(!t.revoked);
+                assert_eq!(t.family_id, family);
+            }
+            assert!(!winner.revoked);
+            assert!(!old_now.revoked);
+        }
+    }
+}
+
+/// At the expiry boundary the guards exclude each other: on a pending request a decision
+/// judged in its last millisecond and the expiry judged at `expires_at` race, and exactly one
+/// wins; on an approved request only the redemption (judged before expiry) can win, against
+/// a decision and an expiry judged on an older, pending read.
+pub async fn ciba_decide_redeem_expire_race(store: Arc<dyn Store>) {
+    let s = seed(store.as_ref()).await;
+    let mut races = Vec::new();
+    for _ in 0..10 {
+        let req = s.pending(store.as_ref()).await;
+        let last = req.expires_at.plus_millis(-1);
+        let decide = ciba::decide(&req, decision(DecisionOutcome::Approve), last).unwrap();
+        let expire = ciba::expire(&req, req.expires_at).unwrap();
+        let (a, b) = (Arc::clone(&store), Arc::clone(&store));
+        races.push((
+            req,
+            tokio::spawn(async move { a.apply(&decide).await.unwrap() }),
+            tokio::spawn(async move { b.apply(&expire).await.unwrap() }),
+        ));
+    }
+    for (req, decided, expired) in races {
+        let (decided, expired) = (decided.await.unwrap(), expired.await.unwrap());
+        assert!(
+            decided.won() != expired.won(),
+            "exactly one of decide ({decided:?}) and expire ({expired:?}) wins"
+        );
+        let got = store
+            .get_ciba_request(&s.env.id, &req.auth_req_id)
+            .await
+            .unwrap();
+        if decided.won() {
+            assert_eq!(got.status, CibaStatus::Approved);
+        } else {
+            assert_eq!(got.status, CibaStatus::Expired);
+            assert_eq!(got.decision, None);
+        }
+    }
+
+    let stale = s.pending(store.as_ref()).await;
+    assert!(
+        decide(
+            store.as_ref(),
+            &stale,
+            &decision(DecisionOutcome::Approve),
+            NOW
+        )
+        .await
+    );
+    let last = stale.expires_at.plus_millis(-1);
+    let issued = IssuedTokens {
+        access_token: access_token(&stale),
+        refresh_token: None,
+    };
+    let approved = store
+        .get_ciba_request(&s.env.id, &stale.auth_req_id)
+        .await
+        .unwrap();
+    let transitions = [
+        ciba::redeem(&approved, issued.clone(), last),
+        ciba::decide(&stale, decision(DecisionOutcome::Cancel), last).unwrap(),
+        ciba::expire(&stale, stale.expires_at).unwrap(),
+    ];
+    let tasks: Vec<_> = transitions
+        .into_iter()
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.apply(&t).await.unwrap() })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert_eq!(results, [Applied::Won, Applied::Lost, Applied::Lost]);
+    let got = store
+        .get_ciba_request(&s.env.id, &stale.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Redeemed);
+    assert_eq!(got.redeemed_at, Some(last));
+    // A redemption judged at the expiry itself loses, and stores no token.
+    let late = s.approved(store.as_ref()).await;
+    let issued = IssuedTokens {
+        access_token: access_token(&late),
+        refresh_token: None,
+    };
+    let t = ciba::redeem(&late, issued.clone(), late.expires_at);
+    assert_eq!(store.apply(&t).await.unwrap(), Applied::Lost);
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &issued.access_token.jti)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// The expiry of a pending request is marked once, wakes its waiters, and shuts out a
+/// decision judged before it; it needs the request to be past its expiry and pending.
+pub async fn ciba_expire_once(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let mut on_request = store.subscribe(&WakeKey::request(&s.env.id, &req.auth_req_id));
+    let mut on_user = store.subscribe(&WakeKey::user(&s.env.id, &s.user.id));
+
+    // The store checks the expiry too, not only core.
+    let early = Transition::new(
+        s.env.id.as_str(),
+        Guard::ExpiredPendingAt {
+            at: req.expires_at.plus_millis(-1),
+        },
+        Change::Expire {
+            auth_req_id: req.auth_req_id.clone(),
+        },
+    );
+    assert_eq!(store.apply(&early).await.unwrap(), Applied::Lost);
+    assert_not_woken(&mut on_request).await;
+
+    let expire = ciba::expire(&req, req.expires_at).unwrap();
+    assert_eq!(store.apply(&expire).await.unwrap(), Applied::Won);
+    assert_woken(&mut on_request).await;
+    assert_woken(&mut on_user).await;
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Expired);
+    assert_eq!(got.status_at(req.expires_at), CibaStatus::Expired);
+    assert_eq!(
+        ciba::expire(&got, req.expires_at),
+        Err(ciba::ExpireError::NotPending)
+    );
+    // Written once: the same transition again loses and wakes nobody.
+    assert_eq!(store.apply(&expire).await.unwrap(), Applied::Lost);
+    assert_not_woken(&mut on_request).await;
+    // A decision judged before the expiry, applied after it, loses.
+    let late = ciba::decide(
+        &req,
+        decision(DecisionOutcome::Approve),
+        req.expires_at.plus_millis(-1),
+    )
+    .unwrap();
+    assert_eq!(store.apply(&late).await.unwrap(), Applied::Lost);
+    let listed = |status| {
+        let filter = CibaRequestFilter {
+            status: Some(status),
+            ..CibaRequestFilter::default()
+        };
+        let env_id = s.env.id.clone();
+        async move {
+            store
+                .list_ciba_requests(&env_id, &filter, NOW, &Page::first(100))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|r| r.auth_req_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Listed as EXPIRED even by a reader whose clock is behind the expiry.
+    assert_eq!(
+        listed(CibaStatus::Expired).await,
+        vec![req.auth_req_id.clone()]
+    );
+    assert!(listed(CibaStatus::Pending).await.is_empty());
+    // Another environment cannot expire a request.
+    let other = seed(store).await;
+    let fresh = s.pending(store).await;
+    let elsewhere = ciba::expire(&in_env(&fresh, &other.env.id), fresh.expires_at).unwrap();
+    assert_eq!(store.apply(&elsewhere).await.unwrap(), Applied::Lost);
+}
+
+fn auto_decision_work(req: &CibaRequest) -> ScheduledWork {
+    ScheduledWork {
+        id: WorkId(new_id()),
+        environment_id: req.environment_id.clone(),
+        due_at: NOW.plus_secs(5),
+        job: Job::AutoDecision {
+            auth_req_id: req.auth_req_id.clone(),
+            outcome: DecisionOutcome::Approve,
+        },
+    }
+}
+
+/// Whether `work` is stored (finishing it is then possible once).
+async fn finish(store: &dyn Store, env_id: &str, work: &ScheduledWork) -> Applied {
+    store
+        .apply(&Transition::complete_only(env_id, work.id.clone()))
+        .await
+        .unwrap()
+}
+
+/// Work scheduled by a transition is stored with its change (and only if it wins); a
+/// transition completing work deletes it with its change, and loses, writing nothing, when
+/// the work is gone.
+pub async fn apply_with_scheduled_work(store: &dyn Store) {
+    let s = seed(store).await;
+    let env_id = s.env.id.as_str();
+    let req = s.request();
+    let work = auto_decision_work(&req);
+    let admit = Transition {
+        schedule: vec![work.clone()],
+        ..ciba::admit(req.clone(), None)
+    };
+    assert_eq!(store.apply(&admit).await.unwrap(), Applied::Won);
+
+    // The automatic decision runs: decided and finished in one transaction.
+    let run = Transition {
+        completes: Some(work.id.clone()),
+        ..ciba::decide(&req, decision(DecisionOutcome::Approve), NOW).unwrap()
+    };
+    assert_eq!(store.apply(&run).await.unwrap(), Applied::Won);
+    let got = store
+        .get_ciba_request(env_id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Approved);
+    assert_eq!(finish(store, env_id, &work).await, Applied::Lost, "deleted");
+
+    // Completing work that is gone: lost, and the change is not written.
+    let other = s.pending(store).await;
+    let twice = Transition {
+        completes: Some(work.id.clone()),
+        ..ciba::decide(&other, decision(DecisionOutcome::Deny), NOW).unwrap()
+    };
+    assert_eq!(store.apply(&twice).await.unwrap(), Applied::Lost);
+    let got = store
+        .get_ciba_request(env_id, &other.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Pending);
+    assert_eq!(got.decision, None);
+
+    // Work scheduled by a transition that loses, or is limited, is not stored.
+    let lost_work = auto_decision_work(&req);
+    let lost = Transition {
+        schedule: vec![lost_work.clone()],
+        ..ciba::decide(&req, decision(DecisionOutcome::Deny), NOW).unwrap()
+    };
+    assert_eq!(store.apply(&lost).await.unwrap(), Applied::Lost);
+    assert_eq!(finish(store, env_id, &lost_work).await, Applied::Lost);
+    let limited_req = s.request();
+    let limited_work = auto_decision_work(&limited_req);
+    let limited = Transition {
+        schedule: vec![limited_work.clone()],
+        ..ciba::admit(limited_req, Some(guard(Some(1), None, NOW)))
+    };
+    assert!(matches!(
+        store.apply(&limited).await.unwrap(),
+        Applied::Limited { .. }
+    ));
+    assert_eq!(finish(store, env_id, &limited_work).await, Applied::Lost);
+
+    // A poll record that schedules work is written with it (not on the bookkeeping path).
+    let polled_work = auto_decision_work(&other);
+    let update = PollUpdate {
+        expected_last_polled_at: None,
+        expected_interval_seconds: 2,
+        last_polled_at: NOW,
+        interval_seconds: 2,
+    };
+    let poll = Transition {
+        schedule: vec![polled_work.clone()],
+        ..ciba::record_poll(&other, update)
+    };
+    assert_eq!(store.apply(&poll).await.unwrap(), Applied::Won);
+    let got = store
+        .get_ciba_request(env_id, &other.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.last_polled_at, Some(NOW));
+    assert_eq!(finish(store, env_id, &polled_work).await, Applied::Won);
+    assert_eq!(finish(store, env_id, &polled_work).await, Applied::Lost);
+
+    // Work is finished only in its own environment.
+    let kept = auto_decision_work(&other);
+    let schedule = Transition {
+        schedule: vec![kept.clone()],
+        ..Transition::new(env_id, Guard::Always, Change::Nothing)
+    };
+    assert_eq!(store.apply(&schedule).await.unwrap(), Applied::Won);
+    let elsewhere = seed(store).await;
+    assert_eq!(finish(store, &elsewhere.env.id, &kept).await, Applied::Lost);
+    assert_eq!(finish(store, env_id, &kept).await, Applied::Won);
+}
+
+/// A transition whose guard does not fit its change, or that writes rows of another
+/// environment, is refused as `Invalid` and writes nothing.
+pub async fn apply_refuses_malformed_transitions(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let invalid = |r: StoreResult<Applied>| {
+        assert!(
+            matches!(r, Err(StoreError::Invalid(_))),
+            "expected Invalid, got {r:?}"
+        );
+    };
+    let mut unguarded = ciba::decide(&req, decision(DecisionOutcome::Approve), NOW).unwrap();
+    unguarded.guard = Guard::Always;
+    invalid(store.apply(&unguarded).await);
+    let mut wrong = unguarded.clone();
+    wrong.guard = Guard::ApprovedAt { at: NOW };
+    invalid(store.apply(&wrong).await);
+    let update = PollUpdate {
+        expected_last_polled_at: None,
+        expected_interval_seconds: 2,
+        last_polled_at: NOW,
+        interval_seconds: 2,
+    };
+    let mut poll = ciba::record_poll(&req, update);
+    poll.guard = Guard::PolledAsRead {
+        last_polled_at: Some(NOW),
+        interval_seconds: 2,
+    };
+    invalid(store.apply(&poll).await);
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got, req, "nothing written");
+
+    // Rows of another environment than the transition's.
+    let other = seed(store).await;
+    let mut foreign = ciba::admit(s.request(), None);
+    foreign.environment_id = other.env.id.clone();
+    invalid(store.apply(&foreign).await);
+    let mut foreign_work = Transition::new(s.env.id.as_str(), Guard::Always, Change::Nothing);
+    foreign_work.schedule = vec![auto_decision_work(&in_env(&req, &other.env.id))];
+    invalid(store.apply(&foreign_work).await);
+
+    // A successor outside the rotated token's family: refused, the rotation rolled back.
+    let approved = s.approved(store).await;
+    let family = new_id();
+    let old = refresh_token(&approved, &family);
+    let tokens = IssuedTokens {
+        access_token: access_token(&approved),
+        refresh_token: Some(old.clone()),
+    };
+    assert!(redeem(store, &approved, NOW, &tokens).await);
+    let stray = new_id();
+    let successor = refresh_token(&approved, &stray);
+    let access = AccessTokenRecord {
+        refresh_family_id: Some(stray),
+        ..access_token(&approved)
+    };
+    let Rotation::Rotate(t) = refresh::rotate(&old, &successor, &access, NOW, 0) else {
+        panic!("a current token rotates")
+    };
+    invalid(store.apply(&t).await);
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &old.token_hash)
+            .await
+            .unwrap(),
+        Some(old)
+    );
+    assert_eq!(
+        store
+            .get_refresh_token(&s.env.id, &successor.token_hash)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 // --- tokens -----------------------------------------------------------------------------------

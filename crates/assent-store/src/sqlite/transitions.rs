@@ -30,7 +30,9 @@ struct Wake {
 }
 
 impl Written {
-    fn wake(auth_req_id: &str, user_id: Option<String>) -> Written {
+    /// The outcome of a guarded write on a request that `RETURNING user_id` reported: done,
+    /// waking the request and that user, or (no row matched) lost.
+    fn waking(auth_req_id: &str, user_id: Option<String>) -> Written {
         match user_id {
             Some(user_id) => Written::Done {
                 wake: Some(Wake {
@@ -42,6 +44,7 @@ impl Written {
         }
     }
 
+    /// Done without waking anybody, or lost.
     fn quiet(won: bool) -> Written {
         if won {
             QUIET
@@ -144,7 +147,7 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
                 return Ok(Written::Refused(Applied::Limited { limit, free_at }));
             }
             ciba::insert_request(&mut *conn, request).await?;
-            Ok(Written::wake(
+            Ok(Written::waking(
                 &request.auth_req_id,
                 Some(request.user_id.clone()),
             ))
@@ -168,11 +171,11 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
             },
         ) => {
             let user = ciba::decide(conn, env_id, auth_req_id, decision, *at).await?;
-            Ok(Written::wake(auth_req_id, user))
+            Ok(Written::waking(auth_req_id, user))
         }
         (Guard::ExpiredPendingAt { at }, Change::Expire { auth_req_id }) => {
             let user = ciba::expire(conn, env_id, auth_req_id, *at).await?;
-            Ok(Written::wake(auth_req_id, user))
+            Ok(Written::waking(auth_req_id, user))
         }
         (
             Guard::ApprovedAt { at },
@@ -189,7 +192,7 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
             if let Some(refresh) = &tokens.refresh_token {
                 insert_refresh_token(&mut *conn, refresh).await?;
             }
-            Ok(Written::wake(auth_req_id, Some(user)))
+            Ok(Written::waking(auth_req_id, Some(user)))
         }
         (Guard::Redeemed, Change::RevokeRequestTokens { auth_req_id }) => {
             if !ciba::is_redeemed(conn, env_id, auth_req_id).await? {
