@@ -3353,7 +3353,7 @@ pub async fn wake_ups_on_redemption(store: &dyn Store) {
 const LEASE_MS: i64 = 30_000;
 
 /// An automatic approval of `req` due at `due_at`.
-fn auto_decision_work(req: &CibaRequest, due_at: Timestamp) -> ScheduledWork {
+fn auto_decision_due(req: &CibaRequest, due_at: Timestamp) -> ScheduledWork {
     ScheduledWork {
         id: WorkId(new_id()),
         environment_id: req.environment_id.clone(),
@@ -3373,7 +3373,7 @@ async fn pending_with_work(
     due: &[Timestamp],
 ) -> (CibaRequest, Vec<ScheduledWork>) {
     let req = s.request();
-    let work: Vec<ScheduledWork> = due.iter().map(|&d| auto_decision_work(&req, d)).collect();
+    let work: Vec<ScheduledWork> = due.iter().map(|&d| auto_decision_due(&req, d)).collect();
     let insert = Transition {
         schedule: work.clone(),
         ..Transition::new(
