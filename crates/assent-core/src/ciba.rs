@@ -2,18 +2,19 @@
 //! spec §3.3), when a decision may still be taken, and which `acr` a decision satisfies.
 //!
 //! Every state change of a request is built here as a [`Transition`] for the store to apply:
-//! [`admit`] (a new request), [`record_poll`] (poll bookkeeping), [`decide`] (every decision
-//! channel), [`expire`], [`redeem`] and [`revoke_replayed`]. The guard each one carries is
+//! [`admit`] (a new request, with the [`auto_decision`] it may schedule), [`record_poll`]
+//! (poll bookkeeping), [`decide`] (every decision channel), [`expire`], [`redeem`] and
+//! [`revoke_replayed`]. The guard each one carries is
 //! the state it was judged on; if that state changed before the store applied it, the store
 //! reports `Lost` and the caller reads again and judges again.
 
 use crate::error::{OAuthError, OAuthErrorCode};
 use crate::model::{
-    AbuseLimits, CibaRequest, CibaStatus, Decision, DecisionChannel, DecisionOutcome,
-    EnvironmentType, IssuedTokens,
+    AbuseLimits, AutoDecision, CibaRequest, CibaStatus, Decision, DecisionChannel, DecisionOutcome,
+    EnvironmentType, IssuedTokens, User,
 };
 use crate::time::Timestamp;
-use crate::transition::{Change, Guard, Transition};
+use crate::transition::{Change, Guard, Job, ScheduledWork, Transition, WorkId};
 
 /// Each `slow_down` makes the required interval this much longer (CIBA §11, RFC 8628 §3.5).
 pub const SLOW_DOWN_INCREMENT_SECS: i64 = 5;
@@ -360,6 +361,38 @@ pub fn revoke_replayed(req: &CibaRequest) -> Transition {
     )
 }
 
+/// The automatic answer a SANDBOX user with `autoDecision` gives to `req`, just made (§6.5):
+/// work `id`, due `autoDecisionDelayMs` (none: at once) after the request's creation, for the
+/// request's admission to carry (`Transition::schedule`), so that the request and its answer
+/// are durable together. `None` for a user without `autoDecision`, and outside SANDBOX:
+/// simulated decisions are SANDBOX-only. When it is due, the worker answers through
+/// [`decide`] (channel AUTO, amr `["sim"]`) if the environment is still SANDBOX and the
+/// request still decidable.
+pub fn auto_decision(
+    env_type: EnvironmentType,
+    user: &User,
+    req: &CibaRequest,
+    id: WorkId,
+) -> Option<ScheduledWork> {
+    if env_type != EnvironmentType::Sandbox {
+        return None;
+    }
+    let outcome = match user.auto_decision? {
+        AutoDecision::Approve => DecisionOutcome::Approve,
+        AutoDecision::Deny => DecisionOutcome::Deny,
+    };
+    let delay_ms = user.auto_decision_delay_ms.unwrap_or(0).max(0);
+    Some(ScheduledWork {
+        id,
+        environment_id: req.environment_id.clone(),
+        due_at: req.created_at.plus_millis(delay_ms),
+        job: Job::AutoDecision {
+            auth_req_id: req.auth_req_id.clone(),
+            outcome,
+        },
+    })
+}
+
 /// Assurance levels, strongest first: device key > web authenticator > magic link = webhook.
 pub const ACR_HWK: &str = "urn:assent:acr:hwk";
 pub const ACR_PWD: &str = "urn:assent:acr:pwd";
@@ -660,6 +693,80 @@ mod tests {
             Some("custom")
         );
         assert_eq!(satisfied_acr(None, DecisionChannel::Device), None);
+    }
+
+    #[test]
+    fn a_sandbox_user_with_auto_decision_schedules_its_answer_after_its_delay() {
+        let t0 = Timestamp(1_800_000_000_000);
+        let req = CibaRequest {
+            auth_req_id: "req-1".into(),
+            environment_id: "env".into(),
+            application_id: "app".into(),
+            user_id: "user".into(),
+            scope: "openid".into(),
+            binding_message: None,
+            acr_values: None,
+            authorization_details: None,
+            delivery_mode: DeliveryMode::Poll,
+            client_notification_token: None,
+            created_at: t0,
+            expires_at: t0.plus_secs(120),
+            interval_seconds: 2,
+            last_polled_at: None,
+            status: CibaStatus::Pending,
+            decision: None,
+            redeemed_at: None,
+        };
+        let mut user = User {
+            id: "user".into(),
+            environment_id: "env".into(),
+            username: "robot".into(),
+            email: None,
+            given_name: None,
+            family_name: None,
+            phone_number: None,
+            password_hash: None,
+            enabled: true,
+            auto_decision: Some(AutoDecision::Deny),
+            auto_decision_delay_ms: Some(1500),
+            created_at: t0,
+            updated_at: t0,
+        };
+        let id = || WorkId("work-1".into());
+        assert_eq!(
+            auto_decision(EnvironmentType::Sandbox, &user, &req, id()),
+            Some(ScheduledWork {
+                id: id(),
+                environment_id: "env".into(),
+                due_at: t0.plus_millis(1500),
+                job: Job::AutoDecision {
+                    auth_req_id: "req-1".into(),
+                    outcome: DecisionOutcome::Deny,
+                },
+            })
+        );
+        // Simulated decisions are SANDBOX-only.
+        assert_eq!(
+            auto_decision(EnvironmentType::Production, &user, &req, id()),
+            None
+        );
+        // No delay: due at once.
+        user.auto_decision = Some(AutoDecision::Approve);
+        user.auto_decision_delay_ms = None;
+        let work = auto_decision(EnvironmentType::Sandbox, &user, &req, id()).unwrap();
+        assert_eq!(work.due_at, t0);
+        assert_eq!(
+            work.job,
+            Job::AutoDecision {
+                auth_req_id: "req-1".into(),
+                outcome: DecisionOutcome::Approve,
+            }
+        );
+        user.auto_decision = None;
+        assert_eq!(
+            auto_decision(EnvironmentType::Sandbox, &user, &req, id()),
+            None
+        );
     }
 }
 

@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod v1;
+pub mod work;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use state::{AppState, ServerConfig};

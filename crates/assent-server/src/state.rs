@@ -38,7 +38,7 @@ pub struct AppState {
     pub services: Services,
     /// Cancelled when the server shuts down: long-lived streams and workers watch it and end.
     pub shutdown: CancellationToken,
-    /// Every background task (automatic decisions, the purge loop, workers) is spawned here,
+    /// Every background task (the scheduled-work worker, the purge loop) is spawned here,
     /// so shutdown can wait for them.
     pub tasks: TaskTracker,
 }

@@ -1,6 +1,6 @@
 //! Assent's persistence. The [`Store`] is made of small traits, one per aggregate
 //! ([`DirectoryStore`], [`KeyStore`], [`CibaStore`], [`TokenStore`], [`JtiStore`],
-//! [`Housekeeping`]) plus [`Transitions`] and [`WakeUps`]; bring them into scope with
+//! [`WorkStore`], [`Housekeeping`]) plus [`Transitions`] and [`WakeUps`]; bring them into scope with
 //! `use assent_store::prelude::*`. Their semantics hold on SQLite and PostgreSQL alike: every
 //! state change of a CIBA request or a token (admission, poll bookkeeping, decisions, expiry,
 //! redemption, replay revocation, refresh-token rotation and revocation) is a core
@@ -30,7 +30,7 @@ pub use wakeups::{InProcessWakeUps, WakeKey, WakeUp, WakeUps};
 pub mod prelude {
     pub use crate::{
         CibaStore, DirectoryStore, Housekeeping, JtiStore, KeyStore, Store, TokenStore,
-        Transitions, WakeUps,
+        Transitions, WakeUps, WorkStore,
     };
 }
 
@@ -141,6 +141,7 @@ pub trait Store:
     + TokenStore
     + JtiStore
     + Transitions
+    + WorkStore
     + Housekeeping
     + WakeUps
     + 'static
@@ -154,6 +155,7 @@ impl<T> Store for T where
         + TokenStore
         + JtiStore
         + Transitions
+        + WorkStore
         + Housekeeping
         + WakeUps
         + 'static
@@ -346,7 +348,9 @@ pub trait WorkStore: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedWork>>;
-    /// The earliest `due_at` of any work (claimed or not), so a worker knows how long to sleep.
+    /// The earliest instant at which some work can be claimed: its `due_at`, or the end of
+    /// its lease while one holds it (`None`: no work at all), so a worker knows how long it
+    /// may sleep.
     async fn next_work_due(&self) -> StoreResult<Option<Timestamp>>;
     /// Gives claimed work back to run again at `due_at` (after a failure). Returns false if
     /// `worker` no longer holds it.

@@ -37,8 +37,8 @@ use assent_core::{
 };
 
 use crate::{
-    CibaRequestFilter, META_KEY_CHECK, Resealed, SealedKind, SealedValue, Store, StoreError,
-    StoreResult, UniqueField, WakeKey, WakeUp,
+    CibaRequestFilter, ClaimedWork, META_KEY_CHECK, Resealed, SealedKind, SealedValue, Store,
+    StoreError, StoreResult, UniqueField, WakeKey, WakeUp,
 };
 
 /// Expands to one `#[tokio::test]` per suite function, each on a fresh store from `$factory`
@@ -90,6 +90,11 @@ macro_rules! store_test_suite {
             wake_ups_on_decision,
             wake_ups_on_new_request,
             wake_ups_on_redemption,
+            work_claims_only_due_work_oldest_first,
+            work_lease_excludes_other_workers_until_it_ends,
+            work_given_back_only_by_its_holder,
+            work_next_due,
+            wake_ups_on_scheduled_work,
         );
         $crate::store_test_suite!(@shared $factory;
             ciba_redeem_concurrently,
@@ -3337,4 +3342,312 @@ pub async fn wake_ups_on_redemption(store: &dyn Store) {
     };
     assert!(!redeem(store, &req, NOW, &again).await);
     assert_not_woken(&mut on_request).await;
+}
+
+// --- scheduled work ---------------------------------------------------------------------------
+//
+// Claims look at the whole database (a worker serves every environment), so these tests need a
+// store of their own, as every factory of `store_test_suite!` gives them.
+
+/// The lease of every claim in these tests.
+const LEASE_MS: i64 = 30_000;
+
+/// An automatic approval of `req` due at `due_at`.
+fn auto_decision_due(req: &CibaRequest, due_at: Timestamp) -> ScheduledWork {
+    ScheduledWork {
+        id: WorkId(new_id()),
+        environment_id: req.environment_id.clone(),
+        due_at,
+        job: Job::AutoDecision {
+            auth_req_id: req.auth_req_id.clone(),
+            outcome: DecisionOutcome::Approve,
+        },
+    }
+}
+
+/// Inserts a pending request of the seed with one piece of work per due time, in one
+/// transition. Returns the request and its work.
+async fn pending_with_work(
+    store: &dyn Store,
+    s: &Seed,
+    due: &[Timestamp],
+) -> (CibaRequest, Vec<ScheduledWork>) {
+    let req = s.request();
+    let work: Vec<ScheduledWork> = due.iter().map(|&d| auto_decision_due(&req, d)).collect();
+    let insert = Transition {
+        schedule: work.clone(),
+        ..Transition::new(
+            s.env.id.clone(),
+            Guard::Admit { abuse: None },
+            Change::InsertRequest {
+                request: req.clone(),
+            },
+        )
+    };
+    assert_eq!(store.apply(&insert).await.unwrap(), Applied::Won);
+    (req, work)
+}
+
+/// The automatic decision of `work`, finishing it: what a worker applies.
+fn decide_completing(req: &CibaRequest, work: &ScheduledWork, at: Timestamp) -> Transition {
+    let mut decision = decision(DecisionOutcome::Approve);
+    decision.channel = DecisionChannel::Auto;
+    decision.amr = vec!["sim".into()];
+    decision.evidence = None;
+    decision.decided_at = at;
+    Transition {
+        completes: Some(work.id.clone()),
+        ..Transition::new(
+            req.environment_id.clone(),
+            Guard::PendingAt { at },
+            Change::Decide {
+                auth_req_id: req.auth_req_id.clone(),
+                decision,
+            },
+        )
+    }
+}
+
+fn ids(claimed: &[ClaimedWork]) -> Vec<&str> {
+    claimed.iter().map(|c| c.work.id.as_str()).collect()
+}
+
+pub async fn work_claims_only_due_work_oldest_first(store: &dyn Store) {
+    let s = seed(store).await;
+    let (_, later) = pending_with_work(store, &s, &[NOW.plus_secs(10)]).await;
+    let (_, due) = pending_with_work(store, &s, &[NOW, NOW.plus_millis(-5)]).await;
+    let claimed = store
+        .claim_due_work("a", NOW, NOW.plus_millis(LEASE_MS), 10)
+        .await
+        .unwrap();
+    // Due at NOW or before, oldest due first; the later work is not due.
+    assert_eq!(ids(&claimed), vec![due[1].id.as_str(), due[0].id.as_str()]);
+    assert_eq!(claimed[0].work, due[1]);
+    assert_eq!(claimed[0].attempts, 0);
+    assert_eq!(claimed[0].claimed_until, NOW.plus_millis(LEASE_MS));
+    // The limit is respected, and claimed work is not claimed again under its lease.
+    let at = NOW.plus_secs(10);
+    assert!(
+        store
+            .claim_due_work("b", at, at.plus_millis(LEASE_MS), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store
+        .claim_due_work("b", at, at.plus_millis(LEASE_MS), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), vec![later[0].id.as_str()]);
+}
+
+pub async fn work_lease_excludes_other_workers_until_it_ends(store: &dyn Store) {
+    let s = seed(store).await;
+    let (_, work) = pending_with_work(store, &s, &[NOW]).await;
+    let lease_end = NOW.plus_millis(LEASE_MS);
+    let a = store.claim_due_work("a", NOW, lease_end, 10).await.unwrap();
+    assert_eq!(ids(&a), vec![work[0].id.as_str()]);
+    // A live lease: nobody else, not even the same worker, claims it again.
+    for (worker, at) in [("b", NOW), ("b", lease_end.plus_millis(-1)), ("a", NOW)] {
+        let claimed = store
+            .claim_due_work(worker, at, at.plus_millis(LEASE_MS), 10)
+            .await
+            .unwrap();
+        assert!(claimed.is_empty(), "{worker} at {at:?}: {claimed:?}");
+    }
+    // An expired lease: free again, and the earlier claim counts as an attempt.
+    let b = store
+        .claim_due_work("b", lease_end, lease_end.plus_millis(LEASE_MS), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&b), vec![work[0].id.as_str()]);
+    assert_eq!(b[0].attempts, 1);
+    assert_eq!(b[0].claimed_until, lease_end.plus_millis(LEASE_MS));
+}
+
+pub async fn work_given_back_only_by_its_holder(store: &dyn Store) {
+    let s = seed(store).await;
+    let (_, work) = pending_with_work(store, &s, &[NOW]).await;
+    let id = &work[0].id;
+    let lease_end = NOW.plus_millis(LEASE_MS);
+    store.claim_due_work("a", NOW, lease_end, 10).await.unwrap();
+    let retry_at = NOW.plus_secs(2);
+    assert!(!store.retry_work("b", id, retry_at).await.unwrap());
+    assert!(
+        !store
+            .retry_work("a", &WorkId(new_id()), retry_at)
+            .await
+            .unwrap(),
+        "unknown work"
+    );
+    // Refused: a's lease still holds it.
+    assert!(
+        store
+            .claim_due_work("b", NOW.plus_secs(5), NOW.plus_secs(35), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.retry_work("a", id, retry_at).await.unwrap());
+    // Given back: unclaimed, due at the new time, claimable by anyone from then on.
+    assert_eq!(store.next_work_due().await.unwrap(), Some(retry_at));
+    let before = retry_at.plus_millis(-1);
+    assert!(
+        store
+            .claim_due_work("b", before, before.plus_millis(LEASE_MS), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let b = store
+        .claim_due_work("b", retry_at, retry_at.plus_millis(LEASE_MS), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&b), vec![id.as_str()]);
+    assert_eq!(b[0].work.due_at, retry_at);
+    assert_eq!(b[0].attempts, 1);
+    // a holds it no more.
+    assert!(!store.retry_work("a", id, retry_at).await.unwrap());
+}
+
+pub async fn work_next_due(store: &dyn Store) {
+    assert_eq!(store.next_work_due().await.unwrap(), None);
+    let s = seed(store).await;
+    let (req, work) = pending_with_work(store, &s, &[NOW.plus_secs(20), NOW.plus_secs(5)]).await;
+    assert_eq!(store.next_work_due().await.unwrap(), Some(NOW.plus_secs(5)));
+    // Claimed: claimable again at the end of its lease, so the other work comes first.
+    let at = NOW.plus_secs(5);
+    let claimed = store
+        .claim_due_work("a", at, NOW.plus_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), vec![work[1].id.as_str()]);
+    assert_eq!(
+        store.next_work_due().await.unwrap(),
+        Some(NOW.plus_secs(20))
+    );
+    // Finished: gone.
+    assert_eq!(
+        store
+            .apply(&decide_completing(&req, &work[1], at))
+            .await
+            .unwrap(),
+        Applied::Won
+    );
+    assert_eq!(
+        store.next_work_due().await.unwrap(),
+        Some(NOW.plus_secs(20))
+    );
+    let done = Transition::complete_only(s.env.id.clone(), work[0].id.clone());
+    assert_eq!(store.apply(&done).await.unwrap(), Applied::Won);
+    assert_eq!(store.next_work_due().await.unwrap(), None);
+}
+
+pub async fn wake_ups_on_scheduled_work(store: &dyn Store) {
+    let s = seed(store).await;
+    let mut on_work = store.subscribe(&WakeKey::Work);
+    // A transition without work wakes no worker.
+    let plain = s.request();
+    let insert = Transition::new(
+        s.env.id.clone(),
+        Guard::Admit { abuse: None },
+        Change::InsertRequest { request: plain },
+    );
+    assert_eq!(store.apply(&insert).await.unwrap(), Applied::Won);
+    assert_not_woken(&mut on_work).await;
+    let (req, work) = pending_with_work(store, &s, &[NOW.plus_secs(5)]).await;
+    assert_woken(&mut on_work).await;
+    // Finishing work schedules none.
+    assert_eq!(
+        store
+            .apply(&decide_completing(&req, &work[0], NOW))
+            .await
+            .unwrap(),
+        Applied::Won
+    );
+    assert_not_woken(&mut on_work).await;
+}
+
+/// A crash in the middle of scheduled work: worker A claims it and dies with the store; after
+/// the restart worker B runs it once A's lease ends, and A's late completion changes nothing.
+/// `open` opens the same database each time it is called (a file, a server).
+pub async fn scheduled_work_runs_once_across_a_restart<S, F, Fut>(open: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let due = NOW.plus_millis(1500);
+    let lease_end = due.plus_millis(LEASE_MS);
+    let (s, req, work, stale) = {
+        let store = open().await;
+        let s = seed(&store).await;
+        let (req, work) = pending_with_work(&store, &s, &[due]).await;
+        let early = store
+            .claim_due_work("a", NOW, NOW.plus_millis(LEASE_MS), 10)
+            .await
+            .unwrap();
+        assert!(early.is_empty(), "not due yet: {early:?}");
+        let claimed = store.claim_due_work("a", due, lease_end, 10).await.unwrap();
+        assert_eq!(ids(&claimed), vec![work[0].id.as_str()]);
+        // A read the request and built its decision, then the process died before applying
+        // it: the store goes without a clean close.
+        let read = store
+            .get_ciba_request(&s.env.id, &req.auth_req_id)
+            .await
+            .unwrap();
+        let stale = decide_completing(&read, &work[0], due);
+        drop(store);
+        (s, req, work, stale)
+    };
+
+    let store = open().await;
+    let pending = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(pending.status, CibaStatus::Pending, "nothing was decided");
+    // A's lease survived the restart: B waits for its end.
+    assert_eq!(store.next_work_due().await.unwrap(), Some(lease_end));
+    let before = lease_end.plus_millis(-1);
+    assert!(
+        store
+            .claim_due_work("b", before, before.plus_millis(LEASE_MS), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store
+        .claim_due_work("b", lease_end, lease_end.plus_millis(LEASE_MS), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), vec![work[0].id.as_str()]);
+    assert_eq!(claimed[0].attempts, 1);
+    let ran = decide_completing(&pending, &claimed[0].work, lease_end);
+    assert_eq!(store.apply(&ran).await.unwrap(), Applied::Won);
+
+    // A's completion arrives late: lost, nothing written, whether it decides or only finishes.
+    assert_eq!(store.apply(&stale).await.unwrap(), Applied::Lost);
+    let only_finish = Transition::complete_only(s.env.id.clone(), work[0].id.clone());
+    assert_eq!(store.apply(&only_finish).await.unwrap(), Applied::Lost);
+    let decided = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(decided.status, CibaStatus::Approved);
+    assert_eq!(
+        decided.decision.as_ref().map(|d| d.decided_at),
+        Some(lease_end),
+        "B's decision, not A's"
+    );
+    // It ran once: nothing is left to claim, ever.
+    assert_eq!(store.next_work_due().await.unwrap(), None);
+    let far = lease_end.plus_secs(86_400);
+    assert!(
+        store
+            .claim_due_work("b", far, far.plus_millis(LEASE_MS), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -1,6 +1,6 @@
-//! Wake-ups: "something changed about this CIBA request / this user's requests", published by
-//! the store on every state change of a request and awaited by whoever waits on it (long
-//! polls, notification workers). A wake-up carries no data: the subscriber re-reads the store.
+//! Wake-ups: "something changed about this CIBA request / this user's requests" or "there is
+//! new scheduled work", published by the store after the commit and awaited by whoever waits
+//! on it (long polls, notification workers, the scheduled-work worker). A wake-up carries no data: the subscriber re-reads the store.
 //!
 //! [`InProcessWakeUps`] serves one process (SQLite); a PostgreSQL store will publish with
 //! NOTIFY and subscribe with LISTEN so that a change on one node wakes waiters on all of them.
@@ -23,6 +23,8 @@ pub enum WakeKey {
         environment_id: String,
         user_id: String,
     },
+    /// Scheduled work was added: a worker sleeping until later work was due looks again.
+    Work,
 }
 
 impl WakeKey {

@@ -35,6 +35,21 @@ mod file {
 
     assent_store::store_test_suite!(store());
 
+    /// The restart in the middle of scheduled work, on one database file opened twice.
+    #[tokio::test]
+    async fn scheduled_work_runs_once_across_a_restart() {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}-work-restart.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assent_store::testsuite::scheduled_work_runs_once_across_a_restart(|| async {
+            SqliteStore::open(&path).await.unwrap()
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn reopening_keeps_data_and_migrations_are_idempotent() {
         use assent_store::prelude::*;
@@ -50,6 +65,108 @@ mod file {
         }
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.get_environment(&env.id).await.unwrap(), env);
+        store.close().await;
+    }
+
+    /// Requests accepted by a version whose automatic SANDBOX decisions were in-memory timers
+    /// have no scheduled work; migration 0005 schedules those still pending and unexpired,
+    /// in the exact JSON shape of `Job`, due when the timer would have fired.
+    #[tokio::test]
+    async fn migration_0005_schedules_the_automatic_decisions_of_earlier_requests() {
+        use assent_core::ciba::admit;
+        use assent_core::transition::Job;
+        use assent_core::{AutoDecision, CibaStatus, DecisionOutcome, EnvironmentType, Timestamp};
+        use assent_store::prelude::*;
+        use assent_store::testsuite::{NOW, application, ciba_request, environment, user};
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}-upgrade-0005.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let sandbox = environment();
+        let mut production = environment();
+        production.env_type = EnvironmentType::Production;
+        let mut due = None;
+        let mut expected = None;
+        {
+            let store = SqliteStore::open(&path).await.unwrap();
+            for env in [&sandbox, &production] {
+                store.create_environment(env).await.unwrap();
+                let app = application(&env.id);
+                store.create_application(&app, b"sealed").await.unwrap();
+                let mut robot = user(&env.id, "robot");
+                robot.auto_decision = Some(AutoDecision::Deny);
+                robot.auto_decision_delay_ms = Some(1500);
+                store.create_user(&robot).await.unwrap();
+                let mut quickbot = user(&env.id, "quickbot");
+                quickbot.auto_decision = Some(AutoDecision::Approve);
+                store.create_user(&quickbot).await.unwrap();
+                let human = user(&env.id, "alice");
+                store.create_user(&human).await.unwrap();
+
+                // The migration reads the real clock: far future is unexpired, 2001 expired.
+                let mut pending = ciba_request(&env.id, &app.id, &robot.id);
+                pending.expires_at = Timestamp(4_000_000_000_000);
+                let admit = |req: &assent_core::CibaRequest| admit(req.clone(), None);
+                store.apply(&admit(&pending)).await.unwrap();
+                let mut decided = ciba_request(&env.id, &app.id, &robot.id);
+                decided.status = CibaStatus::Denied;
+                store.apply(&admit(&decided)).await.unwrap();
+                let mut expired = ciba_request(&env.id, &app.id, &quickbot.id);
+                expired.created_at = Timestamp(1_000_000_000_000);
+                expired.expires_at = Timestamp(1_000_000_300_000);
+                store.apply(&admit(&expired)).await.unwrap();
+                let plain = ciba_request(&env.id, &app.id, &human.id);
+                store.apply(&admit(&plain)).await.unwrap();
+                if env.env_type == EnvironmentType::Sandbox {
+                    due = Some(pending.created_at.plus_millis(1500));
+                    expected = Some(Job::AutoDecision {
+                        auth_req_id: pending.auth_req_id.clone(),
+                        outcome: DecisionOutcome::Deny,
+                    });
+                }
+            }
+            store.close().await;
+        }
+        {
+            // The database as the previous version left it: no scheduled_work, 0005 not run.
+            let url = format!("sqlite://{}", path.display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query("DROP TABLE scheduled_work")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 5")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let (due, expected) = (due.unwrap(), expected.unwrap());
+        assert_eq!(store.next_work_due().await.unwrap(), Some(due));
+        let far = NOW.plus_secs(86_400);
+        let claimed = store
+            .claim_due_work("upgrade", far, far.plus_secs(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        assert_eq!(claimed[0].work.job, expected);
+        assert_eq!(claimed[0].work.environment_id, sandbox.id);
+        assert_eq!(claimed[0].work.due_at, due);
+        assert_eq!(claimed[0].attempts, 0);
+        // Byte for byte what `insert_work` writes for the same job.
+        let url = format!("sqlite://{}", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let (kind, payload): (String, String) =
+            sqlx::query_as("SELECT kind, payload FROM scheduled_work")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(kind, expected.kind());
+        assert_eq!(payload, serde_json::to_string(&expected).unwrap());
+        pool.close().await;
         store.close().await;
     }
 

@@ -1,6 +1,7 @@
 //! `assent serve`: prepare the data dir, the at-rest key and the admin token, open the store,
 //! serve HTTP until SIGTERM/Ctrl-C (connection limits and the shutdown deadline are in
-//! `assent_server::listener`), and purge expired rows in the background.
+//! `assent_server::listener`), and run scheduled work and purge expired rows in the
+//! background.
 
 use std::io::Write;
 use std::path::Path;
@@ -78,11 +79,10 @@ pub async fn run(conn: &Connection, mut args: ServeArgs) -> anyhow::Result<()> {
         crate::demo::print_walkthrough(&seeded, &settings);
     }
 
-    match assent_server::decisions::resume_auto_decisions(&state).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(requests = n, "rescheduled automatic SANDBOX decisions"),
-        Err(e) => tracing::warn!(error = %e, "could not reschedule automatic decisions"),
-    }
+    // Runs scheduled work (automatic SANDBOX decisions), including what came due while no
+    // server ran; ends with the state's shutdown.
+    let worker = assent_server::work::start(&state);
+    tracing::info!(worker = worker.id(), "scheduled-work worker started");
     drop(state.spawn_background(purge_loop(state.clone())));
     let shutdown_timeout = settings.connections.shutdown_timeout;
     // The signal also cancels the state's token, so long-lived streams end and the

@@ -21,20 +21,10 @@ pub async fn authorize(
         ..
     }: AuthenticatedClient,
 ) -> Result<Response, OAuthResponseError> {
-    let accepted = state
+    let acknowledgement = state
         .services
         .backchannel
         .authorize(&env, &app, &form, now)
         .await?;
-    if let Some(auto) = accepted.automatic_decision {
-        // Detached: the timer runs on its own.
-        drop(crate::decisions::schedule_auto_decision(
-            state.clone(),
-            env.id.clone(),
-            accepted.acknowledgement.auth_req_id.clone(),
-            auto.outcome,
-            auto.delay_ms,
-        ));
-    }
-    Ok(super::no_store(Json(accepted.acknowledgement)))
+    Ok(super::no_store(Json(acknowledgement)))
 }

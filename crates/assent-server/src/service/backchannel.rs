@@ -7,16 +7,16 @@ use assent_core::hint::{
     invalid_id_token_hint, invalid_login_hint_token, login_hint_token_claim_error,
     login_hint_token_rules, sole_user, which_hint,
 };
+use assent_core::transition::{Applied, WorkId};
 use assent_core::validate::{
     LoginHint, normalize_phone, parse_acr_values, parse_ciba_scope, parse_login_hint,
     parse_requested_expiry, validate_binding_message,
 };
 use assent_core::{
-    Application, AutoDecision, CibaRequest, CibaStatus, DecisionOutcome, Environment,
-    EnvironmentType, GrantType, OAuthError, OAuthErrorCode, Timestamp, User,
+    Application, CibaRequest, CibaStatus, Environment, GrantType, OAuthError, OAuthErrorCode,
+    Timestamp, User,
 };
 use assent_crypto::{HmacAlg, SigningAlg};
-use assent_core::transition::Applied;
 use assent_store::StoreError;
 use serde::Serialize;
 
@@ -57,22 +57,6 @@ pub struct Acknowledgement {
     pub interval: i64,
 }
 
-/// A SANDBOX user's automatic answer (§6.5), to be taken `delay_ms` after the request was
-/// stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AutomaticDecision {
-    pub outcome: DecisionOutcome,
-    pub delay_ms: i64,
-}
-
-/// A stored request: the acknowledgement for the client, and the automatic decision to
-/// schedule, if its user answers by itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Accepted {
-    pub acknowledgement: Acknowledgement,
-    pub automatic_decision: Option<AutomaticDecision>,
-}
-
 #[derive(Clone)]
 pub struct BackchannelService {
     state: Deps,
@@ -93,7 +77,7 @@ impl BackchannelService {
         app: &Application,
         form: &OAuthForm,
         now: Timestamp,
-    ) -> Result<Accepted, OAuthResponseError> {
+    ) -> Result<Acknowledgement, OAuthResponseError> {
         let state = &self.state;
         let issuer = state.issuer(&env.id);
         if !app.enabled || !app.has_grant(GrantType::Ciba) {
@@ -126,14 +110,18 @@ impl BackchannelService {
             decision: None,
             redeemed_at: None,
         };
-        // Durable before the acknowledgement leaves. The abuse limits are checked in the same
-        // transaction as the insert; without limits (SANDBOX default) it is a plain insert.
+        // Durable before the acknowledgement leaves, with the automatic answer of a SANDBOX
+        // user (§6.5) scheduled in the same transaction. The abuse limits are checked in that
+        // transaction too; without limits (SANDBOX default) it is a plain insert.
         let abuse = assent_core::ciba::abuse_guard(&env.abuse_limits, now);
-        match state
-            .store
-            .apply(&assent_core::ciba::admit(req.clone(), abuse))
-            .await?
-        {
+        let mut admission = assent_core::ciba::admit(req.clone(), abuse);
+        admission.schedule.extend(assent_core::ciba::auto_decision(
+            env.env_type,
+            &user,
+            &req,
+            WorkId(assent_core::new_id()),
+        ));
+        match state.store.apply(&admission).await? {
             Applied::Won => {}
             Applied::Limited { limit, free_at } => {
                 let (error, retry_after) = assent_core::ciba::limited(limit, free_at, now);
@@ -161,30 +149,12 @@ impl BackchannelService {
             expires_in,
             "CIBA request accepted"
         );
-        Ok(Accepted {
-            automatic_decision: automatic_decision(env, &user),
-            acknowledgement: Acknowledgement {
-                auth_req_id: req.auth_req_id,
-                expires_in,
-                interval: req.interval_seconds,
-            },
+        Ok(Acknowledgement {
+            auth_req_id: req.auth_req_id,
+            expires_in,
+            interval: req.interval_seconds,
         })
     }
-}
-
-/// SANDBOX users with `autoDecision` answer by themselves after `autoDecisionDelayMs` (§6.5).
-fn automatic_decision(env: &Environment, user: &User) -> Option<AutomaticDecision> {
-    if env.env_type != EnvironmentType::Sandbox {
-        return None;
-    }
-    let outcome = match user.auto_decision? {
-        AutoDecision::Approve => DecisionOutcome::Approve,
-        AutoDecision::Deny => DecisionOutcome::Deny,
-    };
-    Some(AutomaticDecision {
-        outcome,
-        delay_ms: user.auto_decision_delay_ms.unwrap_or(0),
-    })
 }
 
 struct Parameters {

@@ -1780,16 +1780,10 @@ async fn ciba_auto_decision() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
     let path = format!("{}/{id}", reqs_path(&env));
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let g = h.admin(Method::GET, &path, None).await;
-        assert_eq!(g.status, StatusCode::OK, "{}", g.text);
-        last = g.body;
-        if last["status"] == "APPROVED" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    h.run_due_work().await;
+    let g = h.admin(Method::GET, &path, None).await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.text);
+    let last = g.body;
     assert_eq!(last["status"], "APPROVED", "{last}");
     assert_eq!(last["decision"]["outcome"], "APPROVE");
     assert_eq!(last["decision"]["channel"], "AUTO");
@@ -1902,10 +1896,7 @@ async fn auto_decision_stops_when_environment_becomes_production() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    h.run_due_work().await;
     let g = h
         .admin(Method::GET, &format!("{}/{id}", reqs_path(&env)), None)
         .await;
@@ -1949,54 +1940,35 @@ async fn secrets_and_private_keys_are_sealed_at_rest() {
 
 #[tokio::test]
 async fn automatic_decisions_are_rescheduled_after_a_restart() {
-    let h = Harness::new().await;
+    let path = data_file("auto-decision-restart");
+    let clock = assent_server::ManualClock::new(START);
+    let store = std::sync::Arc::new(assent_store::SqliteStore::open(&path).await.unwrap());
+    let h = Harness::on_store(store.clone(), clock.clone(), |_| {}, |_| {}).await;
     let env = h.create_env("SANDBOX").await;
     let client = h.create_app(&env, json!({})).await;
-    let user = h
-        .create_user(
-            &env,
-            json!({"username": "robot", "autoDecision": "DENY", "autoDecisionDelayMs": 0}),
-        )
+    h.create_user(
+        &env,
+        json!({"username": "robot", "autoDecision": "DENY", "autoDecisionDelayMs": 2000}),
+    )
+    .await;
+    let r = h
+        .ciba(&client, &[("scope", "openid"), ("login_hint", "robot")])
         .await;
-    // A request stored by a previous process, whose timer died with it.
-    let now = h.state.now();
-    let req = assent_core::CibaRequest {
-        auth_req_id: assent_crypto::random_token(32),
-        environment_id: env.clone(),
-        application_id: client.id.clone(),
-        user_id: user,
-        scope: "openid".into(),
-        binding_message: None,
-        acr_values: None,
-        authorization_details: None,
-        delivery_mode: assent_core::DeliveryMode::Poll,
-        client_notification_token: None,
-        created_at: now,
-        expires_at: now.plus_secs(120),
-        interval_seconds: 2,
-        last_polled_at: None,
-        status: assent_core::CibaStatus::Pending,
-        decision: None,
-        redeemed_at: None,
-    };
-    h.store
-        .apply(&assent_core::ciba::admit(req.clone(), None))
-        .await
-        .unwrap();
-    let resumed = assent_server::decisions::resume_auto_decisions(&h.state)
-        .await
-        .unwrap();
-    assert_eq!(resumed, 1);
-    let path = format!("/v1/environments/{env}/cibaRequests/{}", req.auth_req_id);
-    for _ in 0..200 {
-        let r = h.admin(Method::GET, &path, None).await;
-        if r.body["status"] == "DENIED" {
-            assert_eq!(r.body["decision"]["channel"], "AUTO");
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the automatic decision was not applied after the restart");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    // The process stops before the decision is due.
+    assert!(h.state.shut_down(std::time::Duration::from_secs(30)).await);
+    drop(h);
+    store.close().await;
+
+    // The next process on the same database, started after the due time, takes it.
+    clock.advance_secs(3);
+    let store = std::sync::Arc::new(assent_store::SqliteStore::open(&path).await.unwrap());
+    let h = Harness::on_store(store.clone(), clock, |_| {}, |_| {}).await;
+    let path = format!("/v1/environments/{env}/cibaRequests/{id}");
+    let r = h.admin(Method::GET, &path, None).await;
+    assert_eq!(r.body["status"], "DENIED", "{}", r.text);
+    assert_eq!(r.body["decision"]["channel"], "AUTO");
 }
 
 #[tokio::test]
@@ -2022,7 +1994,8 @@ async fn a_pending_automatic_decision_is_dropped_when_the_environment_leaves_san
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    h.clock.advance_millis(300);
+    h.run_due_work().await;
     let r = h
         .admin(
             Method::GET,
@@ -2031,6 +2004,8 @@ async fn a_pending_automatic_decision_is_dropped_when_the_environment_leaves_san
         )
         .await;
     assert_eq!(r.body["status"], "PENDING", "{}", r.text);
+    // Dropped, not postponed: nothing is left to run.
+    assert_eq!(h.store.next_work_due().await.unwrap(), None);
 }
 
 /// §9 "Identifiers": usernames and emails under RFC 8265 UsernameCaseMapped. `café` typed in

@@ -2919,24 +2919,28 @@ async fn simulated_approval_yields_no_tokens_once_production() {
     assert_eq!(g.body["status"], "APPROVED", "{}", g.text);
 
     // An automatic decision taken while SANDBOX does not survive the switch either.
-    h.create_user(&c.env_id, json!({"username": "robot"})).await;
     let r = h
         .admin(Method::PATCH, &env_path, Some(json!({"type": "SANDBOX"})))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    h.create_user(
+        &c.env_id,
+        json!({"username": "robot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 0}),
+    )
+    .await;
     let r = start_for(&h, &c, "robot").await;
     assert_ok(&r);
     let auto_id = r.body["auth_req_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        assent_server::decisions::apply_auto_decision(
-            &h.state,
-            &c.env_id,
-            &auto_id,
-            assent_core::DecisionOutcome::Approve
+    h.run_due_work().await;
+    let g = h
+        .admin(
+            Method::GET,
+            &format!("{env_path}/cibaRequests/{auto_id}"),
+            None,
         )
-        .await,
-        assent_server::decisions::AutoDecisionResult::Applied
-    );
+        .await;
+    assert_eq!(g.body["status"], "APPROVED", "{}", g.text);
+    assert_eq!(g.body["decision"]["channel"], "AUTO", "{}", g.text);
     let r = h
         .admin(
             Method::PATCH,
@@ -2978,28 +2982,28 @@ async fn refresh_tokens_of_a_simulated_approval_stop_in_production() {
 async fn an_automatic_decision_due_after_the_switch_to_production_is_dropped() {
     let h = Harness::new().await;
     let (c, _) = h.sandbox().await;
+    h.create_user(
+        &c.env_id,
+        json!({"username": "robot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 0}),
+    )
+    .await;
+    h.create_user(
+        &c.env_id,
+        json!({"username": "slowbot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 2000}),
+    )
+    .await;
+    let request = |id: &str| format!("/v1/environments/{}/cibaRequests/{id}", c.env_id);
     // Control: in SANDBOX the scheduled decision applies.
-    let id = h.start(&c, "openid").await;
-    let handle = assent_server::decisions::schedule_auto_decision(
-        h.state.clone(),
-        c.env_id.clone(),
-        id.clone(),
-        assent_core::DecisionOutcome::Approve,
-        0,
-    );
-    assert_eq!(
-        handle.await.unwrap(),
-        assent_server::decisions::AutoDecisionResult::Applied
-    );
+    let r = start_for(&h, &c, "robot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    h.run_due_work().await;
+    let g = h.admin(Method::GET, &request(&id), None).await;
+    assert_eq!(g.body["status"], "APPROVED", "{}", g.text);
     // Scheduled while SANDBOX, due after the switch: dropped, the request stays pending.
-    let id = h.start(&c, "openid").await;
-    let handle = assent_server::decisions::schedule_auto_decision(
-        h.state.clone(),
-        c.env_id.clone(),
-        id.clone(),
-        assent_core::DecisionOutcome::Approve,
-        2_000,
-    );
+    let r = start_for(&h, &c, "slowbot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
     let r = h
         .admin(
             Method::PATCH,
@@ -3008,19 +3012,163 @@ async fn an_automatic_decision_due_after_the_switch_to_production_is_dropped() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    h.clock.advance_millis(2000);
+    h.run_due_work().await;
     assert_eq!(
-        handle.await.unwrap(),
-        assent_server::decisions::AutoDecisionResult::NotSandbox
+        h.store.next_work_due().await.unwrap(),
+        None,
+        "the decision was dropped, not postponed"
     );
-    let g = h
-        .admin(
-            Method::GET,
-            &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
-            None,
-        )
-        .await;
+    let g = h.admin(Method::GET, &request(&id), None).await;
     assert_eq!(g.body["status"], "PENDING", "{}", g.text);
     assert!(g.body["decision"].is_null(), "{}", g.text);
+}
+
+/// An automatic decision waits for its delay on the server's clock: not a millisecond early.
+#[tokio::test]
+async fn an_automatic_decision_is_taken_when_its_delay_has_passed_on_the_clock() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    h.create_user(
+        &c.env_id,
+        json!({"username": "slowbot", "autoDecision": "DENY", "autoDecisionDelayMs": 1500}),
+    )
+    .await;
+    let r = start_for(&h, &c, "slowbot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/environments/{}/cibaRequests/{id}", c.env_id);
+    h.clock.advance_millis(1499);
+    h.run_due_work().await;
+    let g = h.admin(Method::GET, &path, None).await;
+    assert_eq!(g.body["status"], "PENDING", "{}", g.text);
+    // Moving the clock is enough to wake the sleeping worker: no explicit pass.
+    let mut decided = h
+        .store
+        .subscribe(&assent_store::WakeKey::request(&c.env_id, &id));
+    h.clock.advance_millis(1);
+    tokio::time::timeout(std::time::Duration::from_secs(10), decided.woken())
+        .await
+        .expect("the worker woke at the due time");
+    let g = h.admin(Method::GET, &path, None).await;
+    assert_eq!(g.body["status"], "DENIED", "{}", g.text);
+    assert_eq!(g.body["decision"]["channel"], "AUTO");
+    assert_eq!(g.body["decision"]["amr"], json!(["sim"]));
+    assert_eq!(g.body["decidedAt"], (START.plus_millis(1500)).to_rfc3339());
+}
+
+/// New work wakes the sleeping worker: a decision due at once is taken without a pass being
+/// asked for and without the clock moving.
+#[tokio::test]
+async fn an_automatic_decision_due_at_once_wakes_the_worker() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    let robot = h
+        .create_user(
+            &c.env_id,
+            json!({"username": "robot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 0}),
+        )
+        .await;
+    let mut changes = h
+        .store
+        .subscribe(&assent_store::WakeKey::user(&c.env_id, &robot));
+    let r = start_for(&h, &c, "robot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/environments/{}/cibaRequests/{id}", c.env_id);
+    for _ in 0..2 {
+        // The insert, then the decision.
+        tokio::time::timeout(std::time::Duration::from_secs(10), changes.woken())
+            .await
+            .expect("the request changed");
+        let g = h.admin(Method::GET, &path, None).await;
+        if g.body["status"] == "APPROVED" {
+            assert_eq!(g.body["decision"]["channel"], "AUTO");
+            assert_eq!(g.body["decidedAt"], START.to_rfc3339());
+            return;
+        }
+    }
+    panic!("the automatic decision was not taken");
+}
+
+/// A decision taken by an admin before the automatic one is due wins; the automatic one is
+/// finished without deciding again.
+#[tokio::test]
+async fn an_automatic_decision_after_an_admin_decision_is_finished_without_a_second_one() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    h.create_user(
+        &c.env_id,
+        json!({"username": "slowbot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 2000}),
+    )
+    .await;
+    let r = start_for(&h, &c, "slowbot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/environments/{}/cibaRequests/{id}", c.env_id);
+    h.clock.advance_millis(500);
+    assert_eq!(
+        h.decide(&c.env_id, &id, "deny").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let before = h.admin(Method::GET, &path, None).await;
+    assert_eq!(before.body["status"], "DENIED", "{}", before.text);
+    h.clock.advance_millis(1500);
+    h.run_due_work().await;
+    assert_eq!(h.store.next_work_due().await.unwrap(), None, "finished");
+    let after = h.admin(Method::GET, &path, None).await;
+    assert_eq!(after.body["status"], "DENIED", "{}", after.text);
+    assert_eq!(after.body["decision"], before.body["decision"], "unchanged");
+    assert_eq!(after.body["decidedAt"], before.body["decidedAt"]);
+}
+
+/// The server stops before an automatic decision is due; a new one on the same database takes
+/// it, once, and its tokens say it was simulated.
+#[tokio::test]
+async fn an_automatic_decision_survives_a_restart_and_is_taken_once() {
+    let path = data_file("auto-approve-restart");
+    let clock = assent_server::ManualClock::new(START);
+    let store = Arc::new(assent_store::SqliteStore::open(&path).await.unwrap());
+    let h = Harness::on_store(store.clone(), clock.clone(), |_| {}, |_| {}).await;
+    let (c, _) = h.sandbox().await;
+    h.create_user(
+        &c.env_id,
+        json!({"username": "robot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 5000}),
+    )
+    .await;
+    let r = start_for(&h, &c, "robot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    h.clock.advance_millis(4000);
+    h.run_due_work().await;
+    assert!(h.state.shut_down(std::time::Duration::from_secs(30)).await);
+    assert!(
+        !h.worker.run_due_work().await,
+        "the worker stopped with the server"
+    );
+    drop(h);
+    store.close().await;
+
+    let store = Arc::new(assent_store::SqliteStore::open(&path).await.unwrap());
+    let h = Harness::on_store(store.clone(), clock, |_| {}, |_| {}).await;
+    let request = format!("/v1/environments/{}/cibaRequests/{id}", c.env_id);
+    let g = h.admin(Method::GET, &request, None).await;
+    assert_eq!(g.body["status"], "PENDING", "not due yet: {}", g.text);
+    h.clock.advance_millis(1000);
+    h.run_due_work().await;
+    let g = h.admin(Method::GET, &request, None).await;
+    assert_eq!(g.body["status"], "APPROVED", "{}", g.text);
+    assert_eq!(g.body["decidedAt"], START.plus_millis(5000).to_rfc3339());
+    // Once: nothing is left to run, and a later pass changes nothing.
+    assert_eq!(h.store.next_work_due().await.unwrap(), None);
+    h.clock.advance_secs(60);
+    h.run_due_work().await;
+    let again = h.admin(Method::GET, &request, None).await;
+    assert_eq!(again.body["decision"], g.body["decision"]);
+    let r = h.poll(&c, &id).await;
+    assert_ok(&r);
+    let id_token = claims_of(r.body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["amr"], json!(["sim"]), "{id_token}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -3475,30 +3623,32 @@ async fn a_request_recorded_as_push_is_refused_at_the_token_endpoint() {
 async fn shutdown_cancels_a_scheduled_automatic_decision_and_waits_for_it() {
     let h = Harness::new().await;
     let (c, _) = h.sandbox().await;
-    let id = h.start(&c, "openid").await;
-    // Due in an hour: only the shutdown can end it.
-    let handle = assent_server::decisions::schedule_auto_decision(
-        h.state.clone(),
-        c.env_id.clone(),
-        id.clone(),
-        assent_core::DecisionOutcome::Approve,
-        3_600_000,
-    );
-    assert!(!h.state.tasks.is_empty(), "the timer is tracked");
+    h.create_user(
+        &c.env_id,
+        json!({"username": "slowbot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 600_000}),
+    )
+    .await;
+    let r = start_for(&h, &c, "slowbot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    // Due in ten minutes (the longest delay): only the shutdown ends the worker's wait.
+    assert!(!h.state.tasks.is_empty(), "the worker is tracked");
     assert!(
         h.state.shut_down(std::time::Duration::from_secs(30)).await,
         "every tracked task ended"
     );
     assert!(h.state.tasks.is_empty());
-    assert_eq!(
-        handle.await.unwrap(),
-        assent_server::decisions::AutoDecisionResult::Cancelled
-    );
+    assert!(!h.worker.run_due_work().await, "the worker has stopped");
     let req = h.store.get_ciba_request(&c.env_id, &id).await.unwrap();
     assert_eq!(
         req.status,
         assent_core::CibaStatus::Pending,
         "nothing decided"
+    );
+    // Still scheduled, for the next start.
+    assert_eq!(
+        h.store.next_work_due().await.unwrap(),
+        Some(req.created_at.plus_millis(600_000))
     );
 }
 
@@ -3538,6 +3688,9 @@ impl assent_server::Clock for CountingClock {
     fn now(&self) -> assent_core::Timestamp {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         assent_server::Clock::now(&self.inner)
+    }
+    fn sleep_until(&self, at: assent_core::Timestamp) -> assent_server::clock::Sleep {
+        assent_server::Clock::sleep_until(&self.inner, at)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Decoding rows into domain values: one function per table, plus the column helpers they share.
 //! Anything that does not decode is `StoreError::Corrupt`, naming the column.
 
+use assent_core::transition::{ScheduledWork, WorkId};
 use assent_core::{
     AbuseLimits, AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaStatus,
     DeliveryMode, Environment, EnvironmentType, RefreshTokenRecord, SigningAlgorithm, SigningKey,
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite};
 
-use crate::{StoreError, StoreResult};
+use crate::{ClaimedWork, StoreError, StoreResult};
 
 fn get<'r, T>(row: &'r SqliteRow, col: &str) -> StoreResult<T>
 where
@@ -198,5 +199,20 @@ pub(super) fn refresh_token(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> 
         expires_at: ts(row, "expires_at")?,
         rotated_at: opt_ts(row, "rotated_at")?,
         revoked: get(row, "revoked")?,
+    })
+}
+
+/// A claimed `scheduled_work` row. `attempts` counts claims before this one (the column
+/// already counts this one).
+pub(super) fn claimed_work(row: &SqliteRow) -> StoreResult<ClaimedWork> {
+    Ok(ClaimedWork {
+        work: ScheduledWork {
+            id: WorkId(get(row, "id")?),
+            environment_id: get(row, "environment_id")?,
+            due_at: ts(row, "due_at")?,
+            job: json(row, "payload")?,
+        },
+        attempts: get::<i64>(row, "attempts")? - 1,
+        claimed_until: ts(row, "claimed_until")?,
     })
 }

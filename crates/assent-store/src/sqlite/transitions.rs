@@ -13,7 +13,7 @@ use sqlx::SqliteConnection;
 
 use super::tokens::{insert_access_token, insert_refresh_token};
 use super::{SqliteStore, ciba, db_err, tokens, work};
-use crate::{StoreError, StoreResult, Transitions};
+use crate::{StoreError, StoreResult, Transitions, WakeKey, WakeUps};
 
 /// What writing a change did.
 enum Written {
@@ -96,6 +96,10 @@ impl Transitions for SqliteStore {
         tx.commit().await.map_err(db_err)?;
         if let Some(w) = wake {
             self.publish_request_change(&t.environment_id, &w.auth_req_id, Some(&w.user_id));
+        }
+        if !t.schedule.is_empty() {
+            // A worker sleeping until later work was due looks again.
+            self.wake_ups.publish(&WakeKey::Work);
         }
         Ok(Applied::Won)
     }

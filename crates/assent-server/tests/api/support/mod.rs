@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use assent_core::Timestamp;
 use assent_crypto::SecretBox;
+use assent_server::work::WorkerHandle;
 use assent_server::{AppState, ManualClock, ServerConfig};
 use assent_store::{SqliteStore, Store};
 use axum::Router;
@@ -26,6 +27,8 @@ pub struct Harness {
     pub state: AppState,
     pub clock: ManualClock,
     pub store: Arc<dyn Store>,
+    /// The scheduled-work worker, started with the state as the server starts it.
+    pub worker: WorkerHandle,
 }
 
 pub struct Resp {
@@ -98,7 +101,17 @@ impl Harness {
         adjust: impl FnOnce(&mut AppState),
     ) -> Harness {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-        let clock = ManualClock::new(START);
+        Self::on_store(store, ManualClock::new(START), tweak, adjust).await
+    }
+
+    /// A harness over `store` (for example a database file a previous harness used: a
+    /// restart) and `clock`.
+    pub async fn on_store(
+        store: Arc<dyn Store>,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut ServerConfig),
+        adjust: impl FnOnce(&mut AppState),
+    ) -> Harness {
         let mut config = ServerConfig {
             public_url: PUBLIC_URL.into(),
             admin_token: ADMIN_TOKEN.into(),
@@ -112,12 +125,23 @@ impl Harness {
             Arc::new(clock.clone()),
         );
         adjust(&mut state);
+        let worker = assent_server::work::start(&state);
+        // Its first pass is over before the test begins: from here on it reads the clock only
+        // when woken (new work, the clock moved past its next due time, `run_due_work`).
+        assert!(worker.run_due_work().await, "the worker runs");
         Harness {
             router: assent_server::router(state.clone()),
             state,
             clock,
             store,
+            worker,
         }
+    }
+
+    /// Runs the scheduled work due at the clock's time now (automatic decisions) and returns
+    /// once it has run.
+    pub async fn run_due_work(&self) {
+        assert!(self.worker.run_due_work().await, "the worker has stopped");
     }
 
     pub async fn send(&self, req: Request<Body>) -> Resp {
@@ -307,6 +331,17 @@ impl Harness {
         )
         .await
     }
+}
+
+/// A fresh database file for a test that restarts the server on the same data.
+pub fn data_file(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-server-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}-{name}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
 }
 
 /// The four PingOne poll sentences (§3.4), without the correlation suffix.
