@@ -7,6 +7,7 @@ pub mod error;
 pub mod grant;
 pub mod hint;
 pub mod identifier;
+pub mod ids;
 pub mod jwt;
 pub mod model;
 pub mod page;
@@ -17,6 +18,7 @@ pub mod transition;
 pub mod validate;
 
 pub use error::{OAuthError, OAuthErrorCode};
+pub use ids::*;
 pub use model::*;
 pub use page::{ListPage, Page};
 pub use time::Timestamp;
