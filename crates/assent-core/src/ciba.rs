@@ -9,6 +9,7 @@
 //! reports `Lost` and the caller reads again and judges again.
 
 use crate::error::{OAuthError, OAuthErrorCode};
+use crate::ids::ApplicationId;
 use crate::model::{
     AbuseLimits, AutoDecision, CibaRequest, CibaStatus, Decision, DecisionChannel, DecisionOutcome,
     EnvironmentType, IssuedTokens, User,
@@ -60,11 +61,11 @@ pub fn decided_status(outcome: DecisionOutcome) -> CibaStatus {
 }
 
 /// Judge a poll of `req` by `client_id` arriving at `now`. Pure: the caller persists the update.
-pub fn evaluate_poll(req: &CibaRequest, client_id: &str, now: Timestamp) -> PollVerdict {
+pub fn evaluate_poll(req: &CibaRequest, client_id: &ApplicationId, now: Timestamp) -> PollVerdict {
     let refuse = |error, update| PollVerdict::Refuse { error, update };
     // Another client's auth_req_id is indistinguishable from an unknown one, and does not
     // touch the owner's poll state (CIBA §10.1, R53).
-    if req.application_id != client_id {
+    if req.application_id != *client_id {
         return refuse(unknown_auth_req_id(), None);
     }
     if req.status == CibaStatus::Redeemed {
@@ -481,7 +482,7 @@ mod tests {
     #[test]
     fn first_poll_is_pending_and_recorded() {
         let t0 = Timestamp(1_000_000);
-        let v = evaluate_poll(&pending(t0), "app", t0);
+        let v = evaluate_poll(&pending(t0), &"app".into(), t0);
         assert_eq!(code(&v), Some(OAuthErrorCode::AuthorizationPending));
         let PollVerdict::Refuse {
             update: Some(u), ..
@@ -500,7 +501,7 @@ mod tests {
         let mut r = pending(t0);
         r.last_polled_at = Some(t0);
         // 1.4 s later with a 2 s interval: below 2 - 0.5.
-        let v = evaluate_poll(&r, "app", t0.plus_millis(1400));
+        let v = evaluate_poll(&r, &"app".into(), t0.plus_millis(1400));
         assert_eq!(code(&v), Some(OAuthErrorCode::SlowDown));
         let PollVerdict::Refuse {
             update: Some(u), ..
@@ -510,11 +511,11 @@ mod tests {
         };
         assert_eq!(u.interval_seconds, 7);
         // 1.5 s later is within the jitter tolerance.
-        let v = evaluate_poll(&r, "app", t0.plus_millis(1500));
+        let v = evaluate_poll(&r, &"app".into(), t0.plus_millis(1500));
         assert_eq!(code(&v), Some(OAuthErrorCode::AuthorizationPending));
         // The grown interval sticks: 3 s later than a slow_down at interval 7 is still too soon.
         r.interval_seconds = 7;
-        let v = evaluate_poll(&r, "app", t0.plus_secs(3));
+        let v = evaluate_poll(&r, &"app".into(), t0.plus_secs(3));
         assert_eq!(code(&v), Some(OAuthErrorCode::SlowDown));
     }
 
@@ -523,33 +524,37 @@ mod tests {
         let t0 = Timestamp(1_000_000);
         let mut r = pending(t0);
         assert_eq!(
-            code(&evaluate_poll(&r, "other", t0)),
+            code(&evaluate_poll(&r, &"other".into(), t0)),
             Some(OAuthErrorCode::InvalidGrant)
         );
         r.status = CibaStatus::Approved;
-        assert_eq!(evaluate_poll(&r, "app", t0), PollVerdict::Redeem);
+        assert_eq!(evaluate_poll(&r, &"app".into(), t0), PollVerdict::Redeem);
         assert_eq!(
-            code(&evaluate_poll(&r, "app", t0.plus_secs(120))),
+            code(&evaluate_poll(&r, &"app".into(), t0.plus_secs(120))),
             Some(OAuthErrorCode::ExpiredToken)
         );
         assert_eq!(
-            code(&evaluate_poll(&r, "app", t0.plus_secs(120 + 24 * 3600))),
+            code(&evaluate_poll(
+                &r,
+                &"app".into(),
+                t0.plus_secs(120 + 24 * 3600)
+            )),
             Some(OAuthErrorCode::InvalidGrant)
         );
         r.status = CibaStatus::Denied;
         assert_eq!(
-            code(&evaluate_poll(&r, "app", t0)),
+            code(&evaluate_poll(&r, &"app".into(), t0)),
             Some(OAuthErrorCode::AccessDenied)
         );
         r.status = CibaStatus::Cancelled;
         assert_eq!(
-            code(&evaluate_poll(&r, "app", t0)),
+            code(&evaluate_poll(&r, &"app".into(), t0)),
             Some(OAuthErrorCode::AccessDenied)
         );
         r.status = CibaStatus::Redeemed;
-        assert_eq!(evaluate_poll(&r, "app", t0), PollVerdict::Replay);
+        assert_eq!(evaluate_poll(&r, &"app".into(), t0), PollVerdict::Replay);
         assert_eq!(
-            evaluate_poll(&r, "app", t0.plus_secs(500)),
+            evaluate_poll(&r, &"app".into(), t0.plus_secs(500)),
             PollVerdict::Replay
         );
     }
@@ -562,18 +567,18 @@ mod tests {
         r.redeemed_at = Some(t0.plus_millis(40));
         // Arrived before (or in the very millisecond of) the redemption: in flight with it.
         for at in [t0, t0.plus_millis(40)] {
-            let v = evaluate_poll(&r, "app", at);
+            let v = evaluate_poll(&r, &"app".into(), at);
             assert_eq!(code(&v), Some(OAuthErrorCode::InvalidGrant));
             assert!(matches!(v, PollVerdict::Refuse { update: None, .. }));
         }
         // Arrived after it: a replay, which revokes.
         assert_eq!(
-            evaluate_poll(&r, "app", t0.plus_millis(41)),
+            evaluate_poll(&r, &"app".into(), t0.plus_millis(41)),
             PollVerdict::Replay
         );
         // Another client's poll is never a replay of the owner's redemption.
         assert_eq!(
-            code(&evaluate_poll(&r, "other", t0.plus_secs(5))),
+            code(&evaluate_poll(&r, &"other".into(), t0.plus_secs(5))),
             Some(OAuthErrorCode::InvalidGrant)
         );
     }

@@ -4,6 +4,7 @@
 
 use crate::ciba::{check_redeemable, satisfied_acr, unknown_auth_req_id};
 use crate::error::{OAuthError, OAuthErrorCode};
+use crate::ids::AuthReqId;
 use crate::model::{CibaRequest, EnvironmentType, RefreshTokenRecord, User};
 use crate::time::Timestamp;
 
@@ -16,7 +17,7 @@ pub struct Authentication {
     pub auth_time: Timestamp,
     pub acr: Option<String>,
     pub amr: Vec<String>,
-    pub auth_req_id: Option<String>,
+    pub auth_req_id: Option<AuthReqId>,
 }
 
 impl Authentication {

@@ -4,6 +4,7 @@
 //! verifies signatures and looks users up; these functions decide.
 
 use crate::error::{OAuthError, OAuthErrorCode};
+use crate::ids::ApplicationId;
 use crate::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use crate::model::User;
 
@@ -91,11 +92,11 @@ pub fn id_token_hint_typ_acceptable(typ: Option<&str>) -> bool {
 
 /// An ID token this environment (`issuer`) issued to `client_id`. Expired is fine: only its
 /// `sub` matters (CIBA §7.1).
-pub fn id_token_hint_rules(issuer: &str, client_id: &str) -> ClaimRules {
+pub fn id_token_hint_rules(issuer: &str, client_id: &ApplicationId) -> ClaimRules {
     ClaimRules {
         issuer: Some(issuer.to_owned()),
         subject: SubjectRule::Required,
-        audiences: Some(vec![client_id.to_owned()]),
+        audiences: Some(vec![client_id.to_string()]),
         require_exp: false,
         allow_expired: true,
         max_lifetime_secs: None,
@@ -135,9 +136,9 @@ pub fn invalid_login_hint_token(why: &str) -> OAuthError {
 /// PingOne's profile: `iss` = client id, `aud` = issuer, `exp` required and at most
 /// [`MAX_LOGIN_HINT_TOKEN_LIFETIME_SECS`] ahead, not used before its `nbf`. A token that
 /// carries a `jti` is accepted once, until it expires (the caller records the `jti`).
-pub fn login_hint_token_rules(client_id: &str, issuer: &str) -> ClaimRules {
+pub fn login_hint_token_rules(client_id: &ApplicationId, issuer: &str) -> ClaimRules {
     ClaimRules {
-        issuer: Some(client_id.to_owned()),
+        issuer: Some(client_id.to_string()),
         subject: SubjectRule::Required,
         audiences: Some(vec![issuer.to_owned()]),
         require_exp: true,
@@ -274,7 +275,7 @@ mod tests {
     #[test]
     fn an_id_token_hint_may_be_expired_but_must_be_ours_and_for_the_caller() {
         let now = Timestamp::from_secs(10_000);
-        let rules = id_token_hint_rules("https://as/e/as", "client");
+        let rules = id_token_hint_rules("https://as/e/as", &"client".into());
         let ok = json!({"iss": "https://as/e/as", "aud": "client", "sub": "u1", "exp": 1});
         let checked = rules.check(&claims(ok.clone()), now).unwrap();
         assert_eq!(checked.subject.as_deref(), Some("u1"));
@@ -309,7 +310,7 @@ mod tests {
     #[test]
     fn a_login_hint_token_is_the_callers_unexpired_and_short_lived() {
         let now = Timestamp::from_secs(10_000);
-        let rules = login_hint_token_rules("client", "https://as/e/as");
+        let rules = login_hint_token_rules(&"client".into(), "https://as/e/as");
         let t = now.secs();
         let ok = json!({"iss": "client", "aud": "https://as/e/as", "sub": "u1", "exp": t + 300});
         let checked = rules.check(&claims(ok.clone()), now).unwrap();

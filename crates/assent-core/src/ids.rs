@@ -188,9 +188,13 @@ mod tests {
         assert_eq!(id.as_str(), "env-1");
         assert_eq!(&*id, "env-1");
         assert_eq!(id.to_string(), "env-1");
-        assert!(id == "env-1" && "env-1" == id);
-        assert!(id == String::from("env-1") && String::from("env-1") == id);
-        assert!(id != "env-2");
+        assert_eq!(id, "env-1");
+        assert_eq!("env-1", id);
+        assert_eq!(*"env-1", id);
+        let owned = String::from("env-1");
+        assert_eq!(id, owned);
+        assert_eq!(owned, id);
+        assert_ne!(id, "env-2");
         assert_eq!(String::from(id.clone()), "env-1");
         assert_eq!(id.into_string(), "env-1");
     }

@@ -4,10 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ApplicationId, AuthReqId, EnvironmentId, UserId};
 use crate::time::Timestamp;
 
-/// Environment identifiers, application (client) ids, user ids, key ids and device ids are
-/// UUIDs rendered as lower-case hyphenated strings.
+/// An identifier without a type of its own (signing key ids, device ids). Environment,
+/// application and user ids are typed (`crate::ids`); all of them are UUIDs rendered as
+/// lower-case hyphenated strings ([`new_id`]).
 pub type Id = String;
 
 pub fn new_id() -> Id {
@@ -128,7 +130,7 @@ wire_enum!(
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Environment {
-    pub id: Id,
+    pub id: EnvironmentId,
     pub name: String,
     pub description: Option<String>,
     pub env_type: EnvironmentType,
@@ -198,8 +200,8 @@ impl Default for CibaSettings {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Application {
     /// Also the OAuth `client_id`.
-    pub id: Id,
-    pub environment_id: Id,
+    pub id: ApplicationId,
+    pub environment_id: EnvironmentId,
     pub name: String,
     pub description: Option<String>,
     pub enabled: bool,
@@ -229,8 +231,8 @@ impl Application {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
-    pub id: Id,
-    pub environment_id: Id,
+    pub id: UserId,
+    pub environment_id: EnvironmentId,
     pub username: String,
     pub email: Option<String>,
     pub given_name: Option<String>,
@@ -251,7 +253,7 @@ pub struct User {
 pub struct SigningKey {
     /// The JWS `kid`.
     pub id: Id,
-    pub environment_id: Id,
+    pub environment_id: EnvironmentId,
     pub algorithm: SigningAlgorithm,
     pub public_jwk: serde_json::Value,
     pub private_key_sealed: Vec<u8>,
@@ -282,10 +284,10 @@ pub struct Decision {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CibaRequest {
-    pub auth_req_id: String,
-    pub environment_id: Id,
-    pub application_id: Id,
-    pub user_id: Id,
+    pub auth_req_id: AuthReqId,
+    pub environment_id: EnvironmentId,
+    pub application_id: ApplicationId,
+    pub user_id: UserId,
     /// Space-separated, as sent.
     pub scope: String,
     pub binding_message: Option<String>,
@@ -333,11 +335,11 @@ impl CibaRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenRecord {
     pub jti: String,
-    pub environment_id: Id,
-    pub application_id: Id,
-    pub user_id: Option<Id>,
+    pub environment_id: EnvironmentId,
+    pub application_id: ApplicationId,
+    pub user_id: Option<UserId>,
     pub scope: String,
-    pub auth_req_id: Option<String>,
+    pub auth_req_id: Option<AuthReqId>,
     /// Set when minted by a refresh-token grant: revoked with that refresh family.
     pub refresh_family_id: Option<String>,
     pub issued_at: Timestamp,
@@ -352,11 +354,11 @@ pub struct RefreshTokenRecord {
     /// base64url SHA-256 of the token.
     pub token_hash: String,
     pub family_id: String,
-    pub environment_id: Id,
-    pub application_id: Id,
-    pub user_id: Id,
+    pub environment_id: EnvironmentId,
+    pub application_id: ApplicationId,
+    pub user_id: UserId,
     pub scope: String,
-    pub auth_req_id: Option<String>,
+    pub auth_req_id: Option<AuthReqId>,
     /// When the user decided; carried to ID tokens minted on refresh.
     pub auth_time: Timestamp,
     pub acr: Option<String>,

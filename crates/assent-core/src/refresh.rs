@@ -122,7 +122,7 @@ mod tests {
 
     fn family_revoked() -> Transition {
         Transition::new(
-            "env",
+            "env".into(),
             Guard::Always,
             Change::RevokeRefreshFamily {
                 family_id: "family".into(),
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(
             t,
             Transition::new(
-                "env",
+                "env".into(),
                 Guard::RefreshAsRead {
                     rotated_at: None,
                     at: now

@@ -12,8 +12,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
+use crate::ids::{AuthReqId, EnvironmentId};
 use crate::model::{
-    AccessTokenRecord, CibaRequest, Decision, DecisionOutcome, Id, IssuedTokens, RefreshTokenRecord,
+    AccessTokenRecord, CibaRequest, Decision, DecisionOutcome, IssuedTokens, RefreshTokenRecord,
 };
 use crate::time::Timestamp;
 
@@ -21,7 +22,7 @@ use crate::time::Timestamp;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
     /// Every row the transition touches belongs to this environment.
-    pub environment_id: Id,
+    pub environment_id: EnvironmentId,
     /// What must still hold when the store applies the change (checked in the same
     /// transaction as the write).
     pub guard: Guard,
@@ -39,9 +40,9 @@ pub struct Transition {
 
 impl Transition {
     /// A transition with nothing but its guard and change.
-    pub fn new(environment_id: impl Into<Id>, guard: Guard, change: Change) -> Self {
+    pub fn new(environment_id: EnvironmentId, guard: Guard, change: Change) -> Self {
         Transition {
-            environment_id: environment_id.into(),
+            environment_id,
             guard,
             change,
             schedule: Vec::new(),
@@ -53,7 +54,7 @@ impl Transition {
 
     /// Finishes scheduled work without another change (the work found nothing left to do:
     /// the request was decided meanwhile, the environment left SANDBOX, …).
-    pub fn complete_only(environment_id: impl Into<Id>, work: WorkId) -> Self {
+    pub fn complete_only(environment_id: EnvironmentId, work: WorkId) -> Self {
         Transition {
             completes: Some(work),
             ..Transition::new(environment_id, Guard::Always, Change::Nothing)
@@ -61,7 +62,7 @@ impl Transition {
     }
 
     /// Revokes the access token `jti` (RFC 7009), whatever its state.
-    pub fn revoke_access_token(environment_id: impl Into<Id>, jti: impl Into<String>) -> Self {
+    pub fn revoke_access_token(environment_id: EnvironmentId, jti: impl Into<String>) -> Self {
         Transition::new(
             environment_id,
             Guard::Always,
@@ -70,7 +71,7 @@ impl Transition {
     }
 
     /// The CIBA request the transition is about, if any.
-    pub fn auth_req_id(&self) -> Option<&str> {
+    pub fn auth_req_id(&self) -> Option<&AuthReqId> {
         match &self.change {
             Change::InsertRequest { request } => Some(&request.auth_req_id),
             Change::RecordPoll { auth_req_id, .. }
@@ -90,8 +91,8 @@ impl Transition {
     /// [`Transition::environment_id`]. A store refuses a transition that fails this (as
     /// `StoreError::Invalid`) before writing anything: it is a caller's bug, not a lost race.
     pub fn check(&self) -> Result<(), Misfit> {
-        let env = self.environment_id.as_str();
-        let same_env = |other: &str, what: &'static str| {
+        let env = &self.environment_id;
+        let same_env = |other: &EnvironmentId, what: &'static str| {
             if other == env {
                 Ok(())
             } else {
@@ -227,28 +228,28 @@ pub enum Change {
     /// Record a poll. Guard: [`Guard::PolledAsRead`] (with the update's expected values).
     /// May be committed without an fsync when it causes nothing else (docs/store.md).
     RecordPoll {
-        auth_req_id: String,
+        auth_req_id: AuthReqId,
         update: PollUpdate,
     },
     /// Store a decision and its status (APPROVED, DENIED, CANCELLED). Guard:
     /// [`Guard::PendingAt`].
     Decide {
-        auth_req_id: String,
+        auth_req_id: AuthReqId,
         decision: Decision,
     },
     /// Mark that the request expired undecided. The status stays derived from time (a reader
     /// sees EXPIRED either way); what the transition carries (a notification, an audit entry)
     /// is written once. Guard: [`Guard::ExpiredPendingAt`].
-    Expire { auth_req_id: String },
+    Expire { auth_req_id: AuthReqId },
     /// Mark the request REDEEMED at `at` and store the tokens. Guard: [`Guard::ApprovedAt`].
     Redeem {
-        auth_req_id: String,
+        auth_req_id: AuthReqId,
         at: Timestamp,
         tokens: IssuedTokens,
     },
     /// Revoke every token issued from the request (a replayed `auth_req_id`). Guard:
     /// [`Guard::Redeemed`].
-    RevokeRequestTokens { auth_req_id: String },
+    RevokeRequestTokens { auth_req_id: AuthReqId },
     /// Rotate a refresh token: set its `rotated_at` (kept when already set: the grace does not
     /// slide) and store the new refresh and access tokens, in its family. Guard:
     /// [`Guard::RefreshAsRead`].
@@ -304,7 +305,7 @@ impl WorkId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduledWork {
     pub id: WorkId,
-    pub environment_id: Id,
+    pub environment_id: EnvironmentId,
     pub due_at: Timestamp,
     pub job: Job,
 }
@@ -316,7 +317,7 @@ pub enum Job {
     /// A SANDBOX user's automatic answer (§6.5), dropped if the environment is no longer
     /// SANDBOX or the request was decided meanwhile.
     AutoDecision {
-        auth_req_id: String,
+        auth_req_id: AuthReqId,
         outcome: DecisionOutcome,
     },
 }

@@ -5,7 +5,9 @@
 
 use assent_core::ciba::{self, DecideError, check_decidable};
 use assent_core::transition::Applied;
-use assent_core::{Decision, DecisionChannel, DecisionOutcome, Timestamp};
+use assent_core::{
+    AuthReqId, Decision, DecisionChannel, DecisionOutcome, EnvironmentId, Timestamp,
+};
 use assent_store::StoreError;
 
 use crate::state::AppState;
@@ -39,8 +41,8 @@ pub struct DecisionInput {
 
 pub async fn decide(
     state: &AppState,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
     input: DecisionInput,
     now: Timestamp,
 ) -> Result<(), DecideFailure> {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use assent_core::{SigningAlgorithm, SigningKey, Timestamp, new_id};
+use assent_core::{EnvironmentId, SigningAlgorithm, SigningKey, Timestamp, new_id};
 use assent_crypto::{JwkSet, JwsSigner, SecretBox, SigningAlg};
 use assent_store::{Store, StoreError};
 
@@ -50,7 +50,7 @@ impl KeyRing {
     /// Generates a sealed key for `alg` (not yet stored).
     async fn generate(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         alg: SigningAlgorithm,
         now: Timestamp,
     ) -> Result<SigningKey, KeyError> {
@@ -64,7 +64,7 @@ impl KeyRing {
         let sealed = secrets::seal_signing_key(&self.secrets, env_id, &kid, &material.pkcs8_der)?;
         Ok(SigningKey {
             id: kid,
-            environment_id: env_id.to_owned(),
+            environment_id: env_id.clone(),
             algorithm: alg,
             public_jwk: material.public_jwk,
             private_key_sealed: sealed,
@@ -78,7 +78,7 @@ impl KeyRing {
     /// algorithm (kept published for [`ROTATED_KEY_RETENTION_SECS`]).
     pub async fn rotate(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         alg: SigningAlgorithm,
         now: Timestamp,
     ) -> Result<SigningKey, KeyError> {
@@ -95,7 +95,7 @@ impl KeyRing {
     /// the losers' generated keys are dropped unused.
     pub async fn signer(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         alg: SigningAlgorithm,
         now: Timestamp,
     ) -> Result<Arc<JwsSigner>, KeyError> {
@@ -125,7 +125,7 @@ impl KeyRing {
     /// The environment's published public keys (current and not yet retired).
     pub async fn published(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         now: Timestamp,
     ) -> Result<Vec<serde_json::Value>, KeyError> {
         Ok(self
@@ -139,7 +139,11 @@ impl KeyRing {
     }
 
     /// The published keys as a verification key set (for ID-token hints and our own tokens).
-    pub async fn verification_set(&self, env_id: &str, now: Timestamp) -> Result<JwkSet, KeyError> {
+    pub async fn verification_set(
+        &self,
+        env_id: &EnvironmentId,
+        now: Timestamp,
+    ) -> Result<JwkSet, KeyError> {
         let keys = self.published(env_id, now).await?;
         Ok(JwkSet::parse(&serde_json::json!({ "keys": keys }))?)
     }

@@ -11,7 +11,9 @@
 
 use assent_core::ciba::{self, DecideError};
 use assent_core::transition::{Applied, Job, ScheduledWork, Transition};
-use assent_core::{Decision, DecisionChannel, DecisionOutcome, EnvironmentType, Timestamp};
+use assent_core::{
+    AuthReqId, Decision, DecisionChannel, DecisionOutcome, EnvironmentType, Timestamp,
+};
 use assent_store::{ClaimedWork, StoreError, StoreResult, WakeKey, WakeUp};
 use tokio::sync::{mpsc, oneshot};
 
@@ -204,11 +206,11 @@ pub fn retry_delay_ms(attempts: i64) -> i64 {
 async fn auto_decision(
     state: &AppState,
     work: &ScheduledWork,
-    auth_req_id: &str,
+    auth_req_id: &AuthReqId,
     outcome: DecisionOutcome,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let env_id = work.environment_id.as_str();
+    let env_id = &work.environment_id;
     match state.store.get_environment(env_id).await {
         Ok(env) if env.env_type == EnvironmentType::Sandbox => {}
         Ok(_) => return drop_work(state, work, "the environment is not SANDBOX any more").await,

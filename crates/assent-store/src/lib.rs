@@ -11,8 +11,9 @@
 
 use assent_core::transition::{Applied, ScheduledWork, Transition, WorkId};
 use assent_core::{
-    AccessTokenRecord, Application, CibaRequest, CibaStatus, Environment, ListPage, Page,
-    RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User,
+    AccessTokenRecord, Application, ApplicationId, AuthReqId, CibaRequest, CibaStatus, Environment,
+    EnvironmentId, ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp,
+    User, UserId,
 };
 
 mod open;
@@ -101,8 +102,8 @@ impl std::fmt::Display for UniqueField {
 #[derive(Clone, Debug, Default)]
 pub struct CibaRequestFilter {
     pub status: Option<CibaStatus>,
-    pub user_id: Option<String>,
-    pub application_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub application_id: Option<ApplicationId>,
 }
 
 /// Name of the [`KeyStore::get_server_meta`] entry holding the at-rest key check.
@@ -121,7 +122,7 @@ pub enum SealedKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealedValue {
     pub kind: SealedKind,
-    pub environment_id: String,
+    pub environment_id: EnvironmentId,
     pub id: String,
     pub sealed: Vec<u8>,
 }
@@ -178,28 +179,40 @@ pub trait Housekeeping: Send + Sync {
 pub trait DirectoryStore: Send + Sync {
     // --- environments -------------------------------------------------------------------
     async fn create_environment(&self, env: &Environment) -> StoreResult<()>;
-    async fn get_environment(&self, id: &str) -> StoreResult<Environment>;
+    async fn get_environment(&self, id: &EnvironmentId) -> StoreResult<Environment>;
     async fn list_environments(&self, page: &Page) -> StoreResult<ListPage<Environment>>;
     async fn update_environment(&self, env: &Environment) -> StoreResult<()>;
     /// Deletes the environment and everything in it.
-    async fn delete_environment(&self, id: &str) -> StoreResult<()>;
+    async fn delete_environment(&self, id: &EnvironmentId) -> StoreResult<()>;
 
     // --- applications -------------------------------------------------------------------
     /// `secret_sealed` is the client secret encrypted by the caller.
     async fn create_application(&self, app: &Application, secret_sealed: &[u8]) -> StoreResult<()>;
-    async fn get_application(&self, env_id: &str, id: &str) -> StoreResult<Application>;
+    async fn get_application(
+        &self,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
+    ) -> StoreResult<Application>;
     async fn list_applications(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         page: &Page,
     ) -> StoreResult<ListPage<Application>>;
     async fn update_application(&self, app: &Application) -> StoreResult<()>;
-    async fn delete_application(&self, env_id: &str, id: &str) -> StoreResult<()>;
-    async fn get_application_secret(&self, env_id: &str, id: &str) -> StoreResult<Vec<u8>>;
+    async fn delete_application(
+        &self,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
+    ) -> StoreResult<()>;
+    async fn get_application_secret(
+        &self,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
+    ) -> StoreResult<Vec<u8>>;
     async fn set_application_secret(
         &self,
-        env_id: &str,
-        id: &str,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
         secret_sealed: &[u8],
         now: Timestamp,
     ) -> StoreResult<()>;
@@ -209,28 +222,36 @@ pub trait DirectoryStore: Send + Sync {
     /// `assent_core::identifier` (RFC 8265 UsernameCaseMapped: NFC, case-mapped)
     /// (`StoreError::Conflict(UniqueField::Username | UniqueField::Email)`); both must already be valid identifiers.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
-    async fn get_user(&self, env_id: &str, id: &str) -> StoreResult<User>;
+    async fn get_user(&self, env_id: &EnvironmentId, id: &UserId) -> StoreResult<User>;
     /// Match under the identifier profile; a string that is not a valid identifier finds nobody.
     async fn find_user_by_username(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         username: &str,
     ) -> StoreResult<Option<User>>;
     /// Match under the identifier profile; a string that is not a valid identifier finds nobody.
-    async fn find_user_by_email(&self, env_id: &str, email: &str) -> StoreResult<Option<User>>;
+    async fn find_user_by_email(
+        &self,
+        env_id: &EnvironmentId,
+        email: &str,
+    ) -> StoreResult<Option<User>>;
     /// `phone` already normalised by the caller (`validate::normalize_phone`); compared against
     /// the normalised stored number. Numbers are not unique: when more than one user has it,
     /// the answer is `None` (an ambiguous hint must not pick somebody).
-    async fn find_user_by_phone(&self, env_id: &str, phone: &str) -> StoreResult<Option<User>>;
+    async fn find_user_by_phone(
+        &self,
+        env_id: &EnvironmentId,
+        phone: &str,
+    ) -> StoreResult<Option<User>>;
     /// `username`: filter under the identifier profile when given.
     async fn list_users(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         username: Option<&str>,
         page: &Page,
     ) -> StoreResult<ListPage<User>>;
     async fn update_user(&self, user: &User) -> StoreResult<()>;
-    async fn delete_user(&self, env_id: &str, id: &str) -> StoreResult<()>;
+    async fn delete_user(&self, env_id: &EnvironmentId, id: &UserId) -> StoreResult<()>;
 }
 
 /// Signing keys, the values sealed under the at-rest key, and server-wide values.
@@ -245,10 +266,10 @@ pub trait KeyStore: Send + Sync {
         previous_retire_at: Timestamp,
     ) -> StoreResult<()>;
     /// All keys of the environment, newest first, including retired ones.
-    async fn list_signing_keys(&self, env_id: &str) -> StoreResult<Vec<SigningKey>>;
+    async fn list_signing_keys(&self, env_id: &EnvironmentId) -> StoreResult<Vec<SigningKey>>;
     async fn current_signing_key(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         alg: SigningAlgorithm,
     ) -> StoreResult<Option<SigningKey>>;
     /// Atomically: if the environment has no current key of `key.algorithm`, stores `key` as
@@ -275,10 +296,14 @@ pub trait KeyStore: Send + Sync {
 #[async_trait::async_trait]
 pub trait CibaStore: Send + Sync {
     // --- CIBA requests ------------------------------------------------------------------
-    async fn get_ciba_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<CibaRequest>;
+    async fn get_ciba_request(
+        &self,
+        env_id: &EnvironmentId,
+        auth_req_id: &AuthReqId,
+    ) -> StoreResult<CibaRequest>;
     async fn list_ciba_requests(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         filter: &CibaRequestFilter,
         now: Timestamp,
         page: &Page,
@@ -292,14 +317,14 @@ pub trait TokenStore: Send + Sync {
     // --- tokens -------------------------------------------------------------------------
     async fn get_access_token(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         jti: &str,
     ) -> StoreResult<Option<AccessTokenRecord>>;
     /// Records an access token issued outside a transition.
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> StoreResult<()>;
     async fn get_refresh_token(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         token_hash: &str,
     ) -> StoreResult<Option<RefreshTokenRecord>>;
 }
@@ -365,7 +390,7 @@ pub trait JtiStore: Send + Sync {
     /// `expires_at`. Returns false if it was already remembered and not yet expired.
     async fn use_jti(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         namespace: &str,
         jti: &str,
         expires_at: Timestamp,

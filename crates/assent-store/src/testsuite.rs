@@ -30,10 +30,10 @@ use assent_core::ciba::{self, AbuseGuard, AbuseLimit, PollUpdate};
 use assent_core::refresh::{self, Rotation};
 use assent_core::transition::{Applied, Change, Guard, Job, ScheduledWork, Transition, WorkId};
 use assent_core::{
-    AbuseLimits, AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaSettings,
-    CibaStatus, Decision, DecisionChannel, DecisionOutcome, DeliveryMode, Environment,
-    EnvironmentType, GrantType, IssuedTokens, Page, RefreshTokenRecord, SigningAlgorithm,
-    SigningKey, Timestamp, TokenEndpointAuthMethod, User, new_id,
+    AbuseLimits, AccessTokenRecord, Application, ApplicationId, AutoDecision, CibaRequest,
+    CibaSettings, CibaStatus, Decision, DecisionChannel, DecisionOutcome, DeliveryMode,
+    Environment, EnvironmentId, EnvironmentType, GrantType, IssuedTokens, Page, RefreshTokenRecord,
+    SigningAlgorithm, SigningKey, Timestamp, TokenEndpointAuthMethod, User, UserId, new_id,
 };
 
 use crate::{
@@ -134,7 +134,7 @@ pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
 pub fn environment() -> Environment {
     Environment {
-        id: new_id(),
+        id: new_id().into(),
         name: "Test environment".into(),
         description: Some("for the store test suite".into()),
         env_type: EnvironmentType::Sandbox,
@@ -144,10 +144,10 @@ pub fn environment() -> Environment {
     }
 }
 
-pub fn application(env_id: &str) -> Application {
+pub fn application(env_id: &EnvironmentId) -> Application {
     Application {
-        id: new_id(),
-        environment_id: env_id.into(),
+        id: new_id().into(),
+        environment_id: env_id.clone(),
         name: "Test app".into(),
         description: None,
         enabled: true,
@@ -167,10 +167,10 @@ pub fn application(env_id: &str) -> Application {
     }
 }
 
-pub fn user(env_id: &str, username: &str) -> User {
+pub fn user(env_id: &EnvironmentId, username: &str) -> User {
     User {
-        id: new_id(),
-        environment_id: env_id.into(),
+        id: new_id().into(),
+        environment_id: env_id.clone(),
         username: username.into(),
         email: Some(format!("{username}@example.com")),
         given_name: Some("Given".into()),
@@ -185,12 +185,16 @@ pub fn user(env_id: &str, username: &str) -> User {
     }
 }
 
-pub fn ciba_request(env_id: &str, app_id: &str, user_id: &str) -> CibaRequest {
+pub fn ciba_request(
+    env_id: &EnvironmentId,
+    app_id: &ApplicationId,
+    user_id: &UserId,
+) -> CibaRequest {
     CibaRequest {
-        auth_req_id: new_id(),
-        environment_id: env_id.into(),
-        application_id: app_id.into(),
-        user_id: user_id.into(),
+        auth_req_id: new_id().into(),
+        environment_id: env_id.clone(),
+        application_id: app_id.clone(),
+        user_id: user_id.clone(),
         scope: "openid profile".into(),
         binding_message: Some("W4SCT".into()),
         acr_values: None,
@@ -252,12 +256,16 @@ pub fn refresh_token(req: &CibaRequest, family_id: &str) -> RefreshTokenRecord {
     }
 }
 
-pub fn signing_key(env_id: &str, alg: SigningAlgorithm, created_at: Timestamp) -> SigningKey {
+pub fn signing_key(
+    env_id: &EnvironmentId,
+    alg: SigningAlgorithm,
+    created_at: Timestamp,
+) -> SigningKey {
     let id = new_id();
     SigningKey {
         public_jwk: serde_json::json!({"kid": id, "kty": "OKP"}),
         id,
-        environment_id: env_id.into(),
+        environment_id: env_id.clone(),
         algorithm: alg,
         private_key_sealed: vec![1, 2, 3, 4],
         current: true,
@@ -325,9 +333,9 @@ async fn insert_guarded(store: &dyn Store, req: &CibaRequest, guard: &AbuseGuard
 
 /// `req` as a caller would see it in environment `env_id` (to show that environments are
 /// isolated).
-fn in_env(req: &CibaRequest, env_id: &str) -> CibaRequest {
+fn in_env(req: &CibaRequest, env_id: &EnvironmentId) -> CibaRequest {
     CibaRequest {
-        environment_id: env_id.into(),
+        environment_id: env_id.clone(),
         ..req.clone()
     }
 }
@@ -383,7 +391,7 @@ enum RefreshOutcome {
 /// it (`refresh::rotate`), apply; a rotation that lost is read and judged again.
 async fn rotate(
     store: &dyn Store,
-    env_id: &str,
+    env_id: &EnvironmentId,
     token_hash: &str,
     now: Timestamp,
     reuse_grace_secs: i64,
@@ -412,11 +420,11 @@ async fn rotate(
 
 /// Revokes the access token `jti` of `env_id`. Returns whether a live token of that
 /// environment was revoked.
-async fn revoke_access(store: &dyn Store, env_id: &str, jti: &str) -> bool {
+async fn revoke_access(store: &dyn Store, env_id: &EnvironmentId, jti: &str) -> bool {
     let live = |t: Option<AccessTokenRecord>| t.is_some_and(|t| !t.revoked);
     let before = live(store.get_access_token(env_id, jti).await.unwrap());
     let applied = store
-        .apply(&Transition::revoke_access_token(env_id, jti))
+        .apply(&Transition::revoke_access_token(env_id.clone(), jti))
         .await
         .unwrap();
     assert_eq!(applied, Applied::Won);
@@ -428,7 +436,7 @@ async fn revoke_access(store: &dyn Store, env_id: &str, jti: &str) -> bool {
 /// The tokens a test created, by environment: the store reports whether a transition won,
 /// not how many rows it touched, so a revocation is measured on them.
 struct Watched<'a> {
-    env_id: &'a str,
+    env_id: &'a EnvironmentId,
     access: &'a [&'a str],
     refresh: &'a [&'a str],
 }
@@ -623,7 +631,7 @@ pub async fn applications_crud(store: &dyn Store) {
     // An application in an environment that does not exist.
     assert_not_found(
         store
-            .create_application(&application(&new_id()), b"s")
+            .create_application(&application(&new_id().into()), b"s")
             .await,
     );
 }
@@ -657,10 +665,14 @@ pub async fn application_secret(store: &dyn Store) {
             .updated_at,
         later
     );
-    assert_not_found(store.get_application_secret(&s.env.id, "nope").await);
     assert_not_found(
         store
-            .set_application_secret(&s.env.id, "nope", b"x", later)
+            .get_application_secret(&s.env.id, &"nope".into())
+            .await,
+    );
+    assert_not_found(
+        store
+            .set_application_secret(&s.env.id, &"nope".into(), b"x", later)
             .await,
     );
 }
@@ -1187,7 +1199,7 @@ pub async fn signing_key_insert_if_absent(store: &dyn Store) {
         Some(first)
     );
     // Unknown environment.
-    let orphan = signing_key("no-such-env", SigningAlgorithm::ES256, NOW);
+    let orphan = signing_key(&"no-such-env".into(), SigningAlgorithm::ES256, NOW);
     assert_not_found(store.insert_signing_key_if_absent(&orphan).await);
 }
 
@@ -1351,10 +1363,10 @@ pub async fn ciba_insert_get(store: &dyn Store) {
             .get_ciba_request(&other.env.id, &req.auth_req_id)
             .await,
     );
-    assert_not_found(store.get_ciba_request(&s.env.id, "unknown").await);
+    assert_not_found(store.get_ciba_request(&s.env.id, &"unknown".into()).await);
 
     // A request for a user that does not exist is refused.
-    let orphan = ciba_request(&s.env.id, &s.app.id, &new_id());
+    let orphan = ciba_request(&s.env.id, &s.app.id, &new_id().into());
     assert_not_found(insert(store, &orphan).await);
 }
 
@@ -1467,7 +1479,7 @@ pub async fn ciba_decide_after_expiry(store: &dyn Store) {
     assert_eq!(got.decision, None);
     // The store checks the expiry itself, not only core.
     let at_expiry = Transition::new(
-        s.env.id.as_str(),
+        s.env.id.clone(),
         Guard::PendingAt { at: req.expires_at },
         Change::Decide {
             auth_req_id: req.auth_req_id.clone(),
@@ -1697,15 +1709,15 @@ pub async fn ciba_list_filters(store: &dyn Store) {
     expired.expires_at = NOW.plus_millis(-1);
     insert(store, &expired).await.unwrap();
 
-    let env_id = s.env.id.as_str();
+    let env_id = &s.env.id;
     let ids = |status: Option<CibaStatus>,
                user_id: Option<&str>,
                app_id: Option<&str>,
                now: Timestamp| {
         let filter = CibaRequestFilter {
             status,
-            user_id: user_id.map(str::to_owned),
-            application_id: app_id.map(str::to_owned),
+            user_id: user_id.map(UserId::from),
+            application_id: app_id.map(ApplicationId::from),
         };
         async move {
             let list = store
@@ -2133,7 +2145,7 @@ pub async fn ciba_expire_once(store: &dyn Store) {
 
     // The store checks the expiry too, not only core.
     let early = Transition::new(
-        s.env.id.as_str(),
+        s.env.id.clone(),
         Guard::ExpiredPendingAt {
             at: req.expires_at.plus_millis(-1),
         },
@@ -2212,9 +2224,9 @@ fn auto_decision_work(req: &CibaRequest) -> ScheduledWork {
 }
 
 /// Whether `work` is stored (finishing it is then possible once).
-async fn finish(store: &dyn Store, env_id: &str, work: &ScheduledWork) -> Applied {
+async fn finish(store: &dyn Store, env_id: &EnvironmentId, work: &ScheduledWork) -> Applied {
     store
-        .apply(&Transition::complete_only(env_id, work.id.clone()))
+        .apply(&Transition::complete_only(env_id.clone(), work.id.clone()))
         .await
         .unwrap()
 }
@@ -2224,7 +2236,7 @@ async fn finish(store: &dyn Store, env_id: &str, work: &ScheduledWork) -> Applie
 /// the work is gone.
 pub async fn apply_with_scheduled_work(store: &dyn Store) {
     let s = seed(store).await;
-    let env_id = s.env.id.as_str();
+    let env_id = &s.env.id;
     let req = s.request();
     let work = auto_decision_work(&req);
     let admit = Transition {
@@ -2305,7 +2317,7 @@ pub async fn apply_with_scheduled_work(store: &dyn Store) {
     let kept = auto_decision_work(&other);
     let schedule = Transition {
         schedule: vec![kept.clone()],
-        ..Transition::new(env_id, Guard::Always, Change::Nothing)
+        ..Transition::new(env_id.clone(), Guard::Always, Change::Nothing)
     };
     assert_eq!(store.apply(&schedule).await.unwrap(), Applied::Won);
     let elsewhere = seed(store).await;
@@ -2353,7 +2365,7 @@ pub async fn apply_refuses_malformed_transitions(store: &dyn Store) {
     let mut foreign = ciba::admit(s.request(), None);
     foreign.environment_id = other.env.id.clone();
     invalid(store.apply(&foreign).await);
-    let mut foreign_work = Transition::new(s.env.id.as_str(), Guard::Always, Change::Nothing);
+    let mut foreign_work = Transition::new(s.env.id.clone(), Guard::Always, Change::Nothing);
     foreign_work.schedule = vec![auto_decision_work(&in_env(&req, &other.env.id))];
     invalid(store.apply(&foreign_work).await);
 
@@ -3149,7 +3161,7 @@ pub async fn reseal_all_in_one_transaction(store: &dyn Store) {
     let secret = SealedValue {
         kind: SealedKind::ApplicationSecret,
         environment_id: s.env.id.clone(),
-        id: s.app.id.clone(),
+        id: s.app.id.to_string(),
         sealed: b"sealed".to_vec(),
     };
     let private = SealedValue {
@@ -3303,7 +3315,7 @@ pub async fn wake_ups_on_new_request(store: &dyn Store) {
     let mut on_alice = store.subscribe(&WakeKey::user(&s.env.id, &s.user.id));
     let mut on_bob = store.subscribe(&WakeKey::user(&s.env.id, &bob.id));
     // The same user id in another environment is another key.
-    let mut elsewhere = store.subscribe(&WakeKey::user("another-environment", &s.user.id));
+    let mut elsewhere = store.subscribe(&WakeKey::user(&"another-environment".into(), &s.user.id));
 
     s.pending(store).await;
     assert_woken(&mut on_alice).await;

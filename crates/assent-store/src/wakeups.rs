@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use assent_core::{AuthReqId, EnvironmentId, UserId};
 use tokio::sync::broadcast;
 
 /// What a wake-up is about.
@@ -15,30 +16,30 @@ use tokio::sync::broadcast;
 pub enum WakeKey {
     /// One CIBA request changed (inserted, decided, redeemed).
     Request {
-        environment_id: String,
-        auth_req_id: String,
+        environment_id: EnvironmentId,
+        auth_req_id: AuthReqId,
     },
     /// A CIBA request of this user changed (for example a new one was made).
     User {
-        environment_id: String,
-        user_id: String,
+        environment_id: EnvironmentId,
+        user_id: UserId,
     },
     /// Scheduled work was added: a worker sleeping until later work was due looks again.
     Work,
 }
 
 impl WakeKey {
-    pub fn request(environment_id: &str, auth_req_id: &str) -> WakeKey {
+    pub fn request(environment_id: &EnvironmentId, auth_req_id: &AuthReqId) -> WakeKey {
         WakeKey::Request {
-            environment_id: environment_id.to_owned(),
-            auth_req_id: auth_req_id.to_owned(),
+            environment_id: environment_id.clone(),
+            auth_req_id: auth_req_id.clone(),
         }
     }
 
-    pub fn user(environment_id: &str, user_id: &str) -> WakeKey {
+    pub fn user(environment_id: &EnvironmentId, user_id: &UserId) -> WakeKey {
         WakeKey::User {
-            environment_id: environment_id.to_owned(),
-            user_id: user_id.to_owned(),
+            environment_id: environment_id.clone(),
+            user_id: user_id.clone(),
         }
     }
 }
@@ -163,11 +164,12 @@ mod tests {
     #[tokio::test]
     async fn a_publish_wakes_the_subscribers_of_its_key_only() {
         let wake_ups = InProcessWakeUps::new();
-        let key = WakeKey::request("env", "req-1");
+        let key = WakeKey::request(&"env".into(), &"req-1".into());
         let mut a = wake_ups.subscribe(&key);
         let mut b = wake_ups.subscribe(&key);
-        let mut other = wake_ups.subscribe(&WakeKey::request("env", "req-2"));
-        let mut same_id_other_kind = wake_ups.subscribe(&WakeKey::user("env", "req-1"));
+        let mut other = wake_ups.subscribe(&WakeKey::request(&"env".into(), &"req-2".into()));
+        let mut same_id_other_kind =
+            wake_ups.subscribe(&WakeKey::user(&"env".into(), &"req-1".into()));
         wake_ups.publish(&key);
         tokio::time::timeout(DEADLINE, a.woken()).await.unwrap();
         tokio::time::timeout(DEADLINE, b.woken()).await.unwrap();
@@ -183,7 +185,7 @@ mod tests {
     #[tokio::test]
     async fn missed_wake_ups_collapse_into_one() {
         let wake_ups = InProcessWakeUps::new();
-        let key = WakeKey::user("env", "u1");
+        let key = WakeKey::user(&"env".into(), &"u1".into());
         let mut sub = wake_ups.subscribe(&key);
         wake_ups.publish(&key);
         wake_ups.publish(&key);
@@ -195,7 +197,7 @@ mod tests {
     #[tokio::test]
     async fn the_last_subscription_dropped_frees_its_key() {
         let wake_ups = InProcessWakeUps::new();
-        let key = WakeKey::request("env", "req-1");
+        let key = WakeKey::request(&"env".into(), &"req-1".into());
         let a = wake_ups.subscribe(&key);
         let b = wake_ups.subscribe(&key);
         assert_eq!(wake_ups.subscribed_keys(), 1);

@@ -239,7 +239,7 @@ mod file {
         }
         let err = SqliteStore::open(&path).await.unwrap_err().to_string();
         assert!(
-            err.contains("compares equal") && err.contains(&env.id),
+            err.contains("compares equal") && err.contains(env.id.as_str()),
             "{err}"
         );
     }

@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::error::OAuthErrorCode;
+use crate::ids::AuthReqId;
 use crate::model::{AccessTokenRecord, DeliveryMode, RefreshTokenRecord};
 use crate::transition::{Applied, Change, Guard, Misfit, Transition};
 
@@ -103,7 +104,7 @@ fn refused(
     client_id: &str,
     now: Timestamp,
 ) -> (OAuthErrorCode, Option<Transition>) {
-    match evaluate_poll(req, client_id, now) {
+    match evaluate_poll(req, &ApplicationId::from(client_id), now) {
         PollVerdict::Refuse { error, update } => (error.code, update.map(|u| record_poll(req, u))),
         other => panic!("expected a refusal at {now:?}, got {other:?}"),
     }
@@ -119,7 +120,7 @@ fn another_clients_request_is_invalid_grant_and_untouched() {
         assert_eq!(t, None, "no bookkeeping on the owner's request");
     }
     assert_eq!(
-        evaluate_poll(&approved(), "app", T0.plus_secs(5)),
+        evaluate_poll(&approved(), &"app".into(), T0.plus_secs(5)),
         PollVerdict::Redeem
     );
     assert_eq!(unknown_auth_req_id().code, OAuthErrorCode::InvalidGrant);
@@ -137,7 +138,7 @@ fn pending_poll_in_time_is_recorded_against_the_state_read() {
     assert_eq!(
         t,
         Transition::new(
-            "env",
+            "env".into(),
             Guard::PolledAsRead {
                 last_polled_at: None,
                 interval_seconds: 2
@@ -284,13 +285,13 @@ fn past_expiry_is_expired_token_for_a_day_then_invalid_grant() {
 fn approved_is_redeemed_once_and_a_later_poll_is_a_replay() {
     let req = approved();
     let at = T0.plus_secs(3);
-    assert_eq!(evaluate_poll(&req, "app", at), PollVerdict::Redeem);
+    assert_eq!(evaluate_poll(&req, &"app".into(), at), PollVerdict::Redeem);
     let issued = tokens(&req);
     let t = redeem(&req, issued.clone(), at);
     assert_eq!(
         t,
         Transition::new(
-            "env",
+            "env".into(),
             Guard::ApprovedAt { at },
             Change::Redeem {
                 auth_req_id: "req-1".into(),
@@ -300,7 +301,7 @@ fn approved_is_redeemed_once_and_a_later_poll_is_a_replay() {
         )
     );
     assert_eq!(t.check(), Ok(()));
-    assert_eq!(t.auth_req_id(), Some("req-1"));
+    assert_eq!(t.auth_req_id(), Some(&AuthReqId::from("req-1")));
 
     // As stored once it won.
     let redeemed = CibaRequest {
@@ -316,7 +317,7 @@ fn approved_is_redeemed_once_and_a_later_poll_is_a_replay() {
     }
     for replay_at in [at.plus_millis(1), redeemed.expires_at.plus_secs(1)] {
         assert_eq!(
-            evaluate_poll(&redeemed, "app", replay_at),
+            evaluate_poll(&redeemed, &"app".into(), replay_at),
             PollVerdict::Replay
         );
     }
@@ -324,7 +325,7 @@ fn approved_is_redeemed_once_and_a_later_poll_is_a_replay() {
     assert_eq!(
         revoke,
         Transition::new(
-            "env",
+            "env".into(),
             Guard::Redeemed,
             Change::RevokeRequestTokens {
                 auth_req_id: "req-1".into()
@@ -395,7 +396,7 @@ fn decide_and_cancel_are_guarded_on_pending_at_now() {
         assert_eq!(
             t,
             Transition::new(
-                "env",
+                "env".into(),
                 Guard::PendingAt { at: now },
                 Change::Decide {
                     auth_req_id: "req-1".into(),
@@ -464,7 +465,7 @@ fn expire_only_a_pending_request_past_its_expiry() {
     assert_eq!(
         t,
         Transition::new(
-            "env",
+            "env".into(),
             Guard::ExpiredPendingAt { at: req.expires_at },
             Change::Expire {
                 auth_req_id: "req-1".into()
@@ -520,7 +521,7 @@ fn a_guard_of_another_change_is_malformed() {
         "the guard must be the update's expectation"
     );
     assert_eq!(
-        Transition::new("env", Guard::PendingAt { at: T0 }, Change::Nothing).check(),
+        Transition::new("env".into(), Guard::PendingAt { at: T0 }, Change::Nothing).check(),
         Err(Misfit("the guard does not fit the change"))
     );
     assert!(Applied::Won.won() && !Applied::Lost.won());

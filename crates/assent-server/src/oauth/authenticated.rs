@@ -1,7 +1,7 @@
 //! [`AuthenticatedClient`]: what every client-authenticated endpoint (`/cibaAuthorization`,
 //! `/token`, `/introspect`, `/revoke`) starts from, so their handlers do not repeat it.
 
-use assent_core::{Application, Environment, Timestamp};
+use assent_core::{Application, Environment, EnvironmentId, Timestamp};
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request};
 use axum::response::{IntoResponse, Response};
 
@@ -29,7 +29,7 @@ impl FromRequest<AppState> for AuthenticatedClient {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
-        let Path(env_id) = Path::<String>::from_request_parts(&mut parts, state)
+        let Path(env_id) = Path::<EnvironmentId>::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let OriginalUri(uri) = OriginalUri::from_request_parts(&mut parts, state)

@@ -3,7 +3,9 @@
 //! `tokenEndpointAuthMethod` decides; any failure is 401 `invalid_client`.
 
 use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
-use assent_core::{Application, OAuthError, Timestamp, TokenEndpointAuthMethod};
+use assent_core::{
+    Application, ApplicationId, EnvironmentId, OAuthError, Timestamp, TokenEndpointAuthMethod,
+};
 use assent_crypto::{HmacAlg, JwkSet, SigningAlg};
 use assent_store::StoreError;
 use axum::http::{HeaderMap, header};
@@ -31,9 +33,17 @@ fn invalid_client(reason: &str) -> OAuthResponseError {
 
 /// The credentials a request presented, before they are checked.
 enum Presented {
-    Basic { client_id: String, secret: String },
-    Post { client_id: String, secret: String },
-    Assertion { assertion: String },
+    Basic {
+        client_id: ApplicationId,
+        secret: String,
+    },
+    Post {
+        client_id: ApplicationId,
+        secret: String,
+    },
+    Assertion {
+        assertion: String,
+    },
 }
 
 fn pct_decode(s: &str) -> Option<String> {
@@ -43,7 +53,9 @@ fn pct_decode(s: &str) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthResponseError> {
+fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(ApplicationId, String)>, OAuthResponseError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -71,7 +83,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         pct_decode(id).ok_or_else(|| invalid_client("The Basic credentials are malformed."))?;
     let secret =
         pct_decode(secret).ok_or_else(|| invalid_client("The Basic credentials are malformed."))?;
-    Ok(Some((id, secret)))
+    Ok(Some((ApplicationId::from(id), secret)))
 }
 
 fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthResponseError> {
@@ -95,7 +107,7 @@ fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthRe
             .get("client_id")
             .ok_or_else(|| invalid_client("client_secret was sent without client_id."))?;
         return Ok(Presented::Post {
-            client_id: client_id.to_owned(),
+            client_id: ApplicationId::from(client_id),
             secret: secret.to_owned(),
         });
     }
@@ -116,7 +128,7 @@ fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthRe
 /// accepted assertion `aud`, besides the issuer and the token endpoint).
 pub async fn authenticate(
     state: &Deps,
-    env_id: &str,
+    env_id: &EnvironmentId,
     headers: &HeaderMap,
     form: &OAuthForm,
     endpoint: &str,
@@ -146,7 +158,10 @@ pub async fn authenticate(
             } else {
                 TokenEndpointAuthMethod::PrivateKeyJwt
             };
-            (load_client(state, env_id, iss).await?, method)
+            (
+                load_client(state, env_id, &ApplicationId::from(iss)).await?,
+                method,
+            )
         }
     };
     if app.token_endpoint_auth_method != expected_method {
@@ -180,8 +195,8 @@ pub async fn authenticate(
 
 async fn load_client(
     state: &Deps,
-    env_id: &str,
-    client_id: &str,
+    env_id: &EnvironmentId,
+    client_id: &ApplicationId,
 ) -> Result<Application, OAuthResponseError> {
     match state.store.get_application(env_id, client_id).await {
         Ok(app) => Ok(app),
@@ -236,8 +251,8 @@ async fn verify_assertion(
         endpoint.to_owned(),
     ];
     let rules = ClaimRules {
-        issuer: Some(app.id.clone()),
-        subject: SubjectRule::Equals(app.id.clone()),
+        issuer: Some(app.id.to_string()),
+        subject: SubjectRule::Equals(app.id.to_string()),
         audiences: Some(accepted),
         require_exp: true,
         allow_expired: false,

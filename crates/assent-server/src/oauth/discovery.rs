@@ -1,5 +1,6 @@
 //! Discovery (§3.6) and JWKS: cacheable for a short time, so rotation shows within minutes.
 
+use assent_core::EnvironmentId;
 use assent_core::ciba::ACR_VALUES_SUPPORTED;
 use assent_core::validate::{CLAIMS_SUPPORTED, SCOPES_SUPPORTED};
 use axum::Json;
@@ -32,7 +33,7 @@ fn cacheable(body: serde_json::Value) -> Response {
 
 pub async fn openid_configuration(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
 ) -> Result<Response, OAuthResponseError> {
     let env = super::environment(&state, &env_id).await?;
     let issuer = state.issuer(&env.id);
@@ -69,7 +70,7 @@ pub async fn openid_configuration(
 
 pub async fn jwks(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
 ) -> Result<Response, OAuthResponseError> {
     let env = super::environment(&state, &env_id).await?;
     let keys = state

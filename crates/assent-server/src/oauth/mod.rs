@@ -1,6 +1,6 @@
 //! Each environment's authorization server, under `/{envId}/as` (§3).
 
-use assent_core::{Environment, OAuthError};
+use assent_core::{Environment, EnvironmentId, OAuthError};
 use assent_store::StoreError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -60,7 +60,10 @@ pub fn not_found() -> OAuthResponseError {
 }
 
 /// The environment of an `/{envId}/as/…` path; unknown → 404 with an OAuth-style body.
-pub async fn environment(state: &Deps, env_id: &str) -> Result<Environment, OAuthResponseError> {
+pub async fn environment(
+    state: &Deps,
+    env_id: &EnvironmentId,
+) -> Result<Environment, OAuthResponseError> {
     match state.store.get_environment(env_id).await {
         Ok(env) => Ok(env),
         Err(StoreError::NotFound) => Err(OAuthResponseError::new(OAuthError::invalid_request(

@@ -4,8 +4,8 @@
 use assent_core::grant::Grant;
 use assent_core::jwt::{ClaimError, ClaimRules, JtiRule, MAX_JTI_LEN, SubjectRule, TimeClaimRule};
 use assent_core::{
-    AccessTokenRecord, Application, IssuedTokens, OAuthError, OAuthErrorCode, RefreshTokenRecord,
-    SigningAlgorithm, Timestamp, User,
+    AccessTokenRecord, Application, EnvironmentId, IssuedTokens, OAuthError, OAuthErrorCode,
+    RefreshTokenRecord, SigningAlgorithm, Timestamp, User,
 };
 use assent_crypto::SigningAlg;
 use serde::Serialize;
@@ -296,7 +296,7 @@ impl From<assent_store::StoreError> for AccessTokenProblem {
 /// issuer, unexpired, recorded and not revoked, and its user and application still enabled.
 pub async fn check_access_token(
     state: &Deps,
-    env_id: &str,
+    env_id: &EnvironmentId,
     token: &str,
     now: Timestamp,
 ) -> Result<(Map<String, Value>, AccessTokenRecord), AccessTokenProblem> {

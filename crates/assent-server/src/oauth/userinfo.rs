@@ -3,7 +3,7 @@
 //!
 //! [`UserinfoService`]: crate::service::userinfo::UserinfoService
 
-use assent_core::{Environment, OAuthError, OAuthErrorCode, Timestamp};
+use assent_core::{Environment, EnvironmentId, OAuthError, OAuthErrorCode, Timestamp};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -46,7 +46,7 @@ impl FromRequest<AppState> for BearerRequest {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
-        let Path(env_id) = Path::<String>::from_request_parts(&mut parts, state)
+        let Path(env_id) = Path::<EnvironmentId>::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let headers = parts.headers.clone();

@@ -13,8 +13,8 @@ use assent_core::validate::{
     parse_requested_expiry, validate_binding_message,
 };
 use assent_core::{
-    Application, CibaRequest, CibaStatus, Environment, GrantType, OAuthError, OAuthErrorCode,
-    Timestamp, User,
+    Application, AuthReqId, CibaRequest, CibaStatus, Environment, GrantType, OAuthError,
+    OAuthErrorCode, Timestamp, User, UserId,
 };
 use assent_crypto::{HmacAlg, SigningAlg};
 use assent_store::StoreError;
@@ -52,7 +52,7 @@ const ID_TOKEN_ALGS: &[SigningAlg] = &[
 /// The success body of §3.2: `{"auth_req_id", "expires_in", "interval"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Acknowledgement {
-    pub auth_req_id: String,
+    pub auth_req_id: AuthReqId,
     pub expires_in: i64,
     pub interval: i64,
 }
@@ -92,7 +92,7 @@ impl BackchannelService {
         let expires_in = params.expires_in;
         let req = CibaRequest {
             // 32 bytes from the CSPRNG, base64url: 256 bits in [A-Za-z0-9_-] (CIBA §7.3).
-            auth_req_id: assent_crypto::random_token(32),
+            auth_req_id: AuthReqId::from(assent_crypto::random_token(32)),
             environment_id: env.id.clone(),
             application_id: app.id.clone(),
             user_id: user.id.clone(),
@@ -206,14 +206,14 @@ async fn resolve_user(
     hint: &Hint,
     now: Timestamp,
 ) -> Result<User, OAuthResponseError> {
-    let env_id = app.environment_id.as_str();
+    let env_id = &app.environment_id;
     let store = &state.store;
     let user = match hint {
         Hint::Login(h) => match parse_login_hint(h) {
             // An id, a username or an email, naming one user (hint::sole_user).
             LoginHint::Any(v) => sole_user(
                 [
-                    user_by_id(state, env_id, &v).await?,
+                    user_by_id(state, env_id, &UserId::from(&v)).await?,
                     store.find_user_by_username(env_id, &v).await?,
                     if v.contains('@') {
                         store.find_user_by_email(env_id, &v).await?
@@ -226,7 +226,7 @@ async fn resolve_user(
             ),
             LoginHint::Email(v) => store.find_user_by_email(env_id, &v).await?,
             LoginHint::Username(v) => store.find_user_by_username(env_id, &v).await?,
-            LoginHint::Subject(v) => user_by_id(state, env_id, &v).await?,
+            LoginHint::Subject(v) => user_by_id(state, env_id, &UserId::from(&v)).await?,
             LoginHint::Phone(v) => {
                 let phone = normalize_phone(&v);
                 if phone.is_empty() {
@@ -238,11 +238,11 @@ async fn resolve_user(
         },
         Hint::IdToken(token) => {
             let sub = check_id_token_hint(state, app, issuer, token, now).await?;
-            user_by_id(state, env_id, &sub).await?
+            user_by_id(state, env_id, &UserId::from(sub)).await?
         }
         Hint::LoginToken(token) => {
             let sub = check_login_hint_token(state, app, issuer, token, now).await?;
-            match user_by_id(state, env_id, &sub).await? {
+            match user_by_id(state, env_id, &UserId::from(&sub)).await? {
                 Some(user) => Some(user),
                 None => store.find_user_by_username(env_id, &sub).await?,
             }

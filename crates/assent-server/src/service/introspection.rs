@@ -106,7 +106,7 @@ impl IntrospectionService {
             state
                 .store
                 .apply(&Transition::revoke_access_token(
-                    app.environment_id.as_str(),
+                    app.environment_id.clone(),
                     jti,
                 ))
                 .await?;

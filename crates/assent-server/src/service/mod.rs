@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use assent_core::{Timestamp, User};
+use assent_core::{EnvironmentId, Timestamp, User, UserId};
 use assent_crypto::SecretBox;
 use assent_store::{Store, StoreError};
 
@@ -41,7 +41,7 @@ pub struct Deps {
 
 impl Deps {
     /// `{public_url}/{envId}/as`.
-    pub fn issuer(&self, env_id: &str) -> String {
+    pub fn issuer(&self, env_id: &EnvironmentId) -> String {
         format!("{}/{}/as", self.config.public_url, env_id)
     }
 
@@ -75,7 +75,11 @@ impl Services {
 }
 
 /// The user with this id, or `None` when there is none.
-async fn user_by_id(state: &Deps, env_id: &str, id: &str) -> Result<Option<User>, StoreError> {
+async fn user_by_id(
+    state: &Deps,
+    env_id: &EnvironmentId,
+    id: &UserId,
+) -> Result<Option<User>, StoreError> {
     match state.store.get_user(env_id, id).await {
         Ok(u) => Ok(Some(u)),
         Err(StoreError::NotFound) => Ok(None),

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use assent_core::{Application, GrantType, OAuthError, OAuthErrorCode, Timestamp};
+use assent_core::{Application, AuthReqId, GrantType, OAuthError, OAuthErrorCode, Timestamp};
 
 use super::Deps;
 use super::grants::{CibaGrant, RefreshTokenGrant};
@@ -17,7 +17,7 @@ pub use crate::oauth::tokens::TokenResponse;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenRequest {
     /// `urn:openid:params:grant-type:ciba` (CIBA §10.1).
-    Ciba { auth_req_id: String },
+    Ciba { auth_req_id: AuthReqId },
     /// `refresh_token` (RFC 6749 §6). `scope`: the values asked for, when the parameter was
     /// sent (possibly none: a value of only spaces).
     RefreshToken {
@@ -286,7 +286,7 @@ mod tests {
         };
         let grants = GrantRegistry::standard();
         let ciba = TokenRequest::Ciba {
-            auth_req_id: "a".repeat(43),
+            auth_req_id: "a".repeat(43).into(),
         };
         let refresh = TokenRequest::RefreshToken {
             refresh_token: "rt".into(),

@@ -1,8 +1,7 @@
 //! The UserInfo endpoint (OIDC Core §5.3): the claims an access token's scopes release, with
 //! RFC 6750 bearer errors.
 
-use assent_core::{OAuthError, OAuthErrorCode, Timestamp};
-use assent_store::StoreError;
+use assent_core::{EnvironmentId, OAuthError, OAuthErrorCode, Timestamp};
 use axum::http::StatusCode;
 use serde::Serialize;
 
@@ -37,7 +36,7 @@ impl UserinfoService {
     /// `invalid_token`; one without `openid` → 403 `insufficient_scope`.
     pub async fn userinfo(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         token: &str,
         now: Timestamp,
     ) -> Result<UserinfoResponse, OAuthResponseError> {
@@ -70,21 +69,21 @@ impl UserinfoService {
                 StatusCode::FORBIDDEN,
             ));
         }
-        let user_id = record.user_id.clone().unwrap_or_default();
-        let user = match state.store.get_user(env_id, &user_id).await {
-            Ok(u) => u,
-            Err(StoreError::NotFound) => {
-                return Err(bearer_error(
-                    OAuthErrorCode::InvalidToken,
-                    "The user of this access token no longer exists.",
-                    StatusCode::UNAUTHORIZED,
-                ));
-            }
-            Err(e) => return Err(e.into()),
+        // A token without a user names nobody, like one whose user was deleted.
+        let user = match &record.user_id {
+            Some(user_id) => super::user_by_id(state, env_id, user_id).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            return Err(bearer_error(
+                OAuthErrorCode::InvalidToken,
+                "The user of this access token no longer exists.",
+                StatusCode::UNAUTHORIZED,
+            ));
         };
         Ok(UserinfoResponse {
             claims: UserClaims::released(&user, &scopes),
-            sub: user.id,
+            sub: user.id.into_string(),
         })
     }
 }

@@ -2,8 +2,8 @@
 //! sealed at rest and only ever returned by `GET`/`POST …/secret`.
 
 use assent_core::{
-    Application, CibaSettings, DeliveryMode, GrantType, SigningAlgorithm, TokenEndpointAuthMethod,
-    new_id,
+    Application, ApplicationId, CibaSettings, DeliveryMode, EnvironmentId, GrantType,
+    SigningAlgorithm, TokenEndpointAuthMethod, new_id,
 };
 use assent_crypto::JwkSet;
 use axum::extract::{Path, State};
@@ -390,10 +390,10 @@ fn check_consistency(app: &Application) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn blank(env_id: &str, now: assent_core::Timestamp) -> Application {
+fn blank(env_id: &EnvironmentId, now: assent_core::Timestamp) -> Application {
     Application {
-        id: new_id(),
-        environment_id: env_id.to_owned(),
+        id: new_id().into(),
+        environment_id: env_id.clone(),
         name: String::new(),
         description: None,
         enabled: true,
@@ -435,7 +435,7 @@ async fn ensure_key(state: &AppState, app: &Application) -> Result<(), ApiError>
 
 async fn create(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     super::environment(&state, &env_id).await?;
@@ -461,7 +461,7 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     super::environment(&state, &env_id).await?;
@@ -478,7 +478,11 @@ async fn list(
     )))
 }
 
-async fn load(state: &AppState, env_id: &str, app_id: &str) -> Result<Application, ApiError> {
+async fn load(
+    state: &AppState,
+    env_id: &EnvironmentId,
+    app_id: &ApplicationId,
+) -> Result<Application, ApiError> {
     super::environment(state, env_id).await?;
     state
         .store
@@ -489,14 +493,14 @@ async fn load(state: &AppState, env_id: &str, app_id: &str) -> Result<Applicatio
 
 async fn show(
     State(state): State<AppState>,
-    Path((env_id, app_id)): Path<(String, String)>,
+    Path((env_id, app_id)): Path<(EnvironmentId, ApplicationId)>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(render(&load(&state, &env_id, &app_id).await?)))
 }
 
 async fn update(
     State(state): State<AppState>,
-    Path((env_id, app_id)): Path<(String, String)>,
+    Path((env_id, app_id)): Path<(EnvironmentId, ApplicationId)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let mut app = load(&state, &env_id, &app_id).await?;
@@ -513,7 +517,7 @@ async fn update(
 
 async fn delete(
     State(state): State<AppState>,
-    Path((env_id, app_id)): Path<(String, String)>,
+    Path((env_id, app_id)): Path<(EnvironmentId, ApplicationId)>,
 ) -> Result<StatusCode, ApiError> {
     load(&state, &env_id, &app_id).await?;
     state
@@ -526,7 +530,7 @@ async fn delete(
 
 async fn get_secret(
     State(state): State<AppState>,
-    Path((env_id, app_id)): Path<(String, String)>,
+    Path((env_id, app_id)): Path<(EnvironmentId, ApplicationId)>,
 ) -> Result<Json<Value>, ApiError> {
     load(&state, &env_id, &app_id).await?;
     let sealed = state
@@ -540,8 +544,8 @@ async fn get_secret(
 
 pub fn open_secret(
     state: &AppState,
-    env_id: &str,
-    app_id: &str,
+    env_id: &EnvironmentId,
+    app_id: &ApplicationId,
     sealed: &[u8],
 ) -> Result<String, ApiError> {
     secrets::open_client_secret(&state.secrets, env_id, app_id, sealed).map_err(|_| {
@@ -555,7 +559,7 @@ pub fn open_secret(
 
 async fn rotate_secret(
     State(state): State<AppState>,
-    Path((env_id, app_id)): Path<(String, String)>,
+    Path((env_id, app_id)): Path<(EnvironmentId, ApplicationId)>,
 ) -> Result<Json<Value>, ApiError> {
     load(&state, &env_id, &app_id).await?;
     let secret = new_client_secret();

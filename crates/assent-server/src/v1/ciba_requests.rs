@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use assent_core::{
-    CibaRequest, CibaStatus, DecisionChannel, DecisionOutcome, EnvironmentType, Timestamp,
+    ApplicationId, AuthReqId, CibaRequest, CibaStatus, DecisionChannel, DecisionOutcome,
+    EnvironmentId, EnvironmentType, Timestamp, UserId,
 };
 use assent_store::CibaRequestFilter;
 use axum::extract::{Path, State};
@@ -38,12 +39,12 @@ pub fn router() -> Router<AppState> {
 /// Names of the application and user shown with each request.
 #[derive(Default)]
 struct Names {
-    apps: HashMap<String, Option<String>>,
-    users: HashMap<String, Option<String>>,
+    apps: HashMap<ApplicationId, Option<String>>,
+    users: HashMap<UserId, Option<String>>,
 }
 
 impl Names {
-    async fn load(state: &AppState, env_id: &str, reqs: &[CibaRequest]) -> Names {
+    async fn load(state: &AppState, env_id: &EnvironmentId, reqs: &[CibaRequest]) -> Names {
         let mut names = Names::default();
         for r in reqs {
             if !names.apps.contains_key(&r.application_id) {
@@ -104,13 +105,13 @@ struct RequestQuery {
     limit: Option<String>,
     cursor: Option<String>,
     status: Option<String>,
-    user_id: Option<String>,
-    application_id: Option<String>,
+    user_id: Option<UserId>,
+    application_id: Option<ApplicationId>,
 }
 
 async fn list(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
     ApiQuery(q): ApiQuery<RequestQuery>,
 ) -> Result<Json<Value>, ApiError> {
     super::environment(&state, &env_id).await?;
@@ -147,10 +148,10 @@ async fn list(
         extra.push(("status", s.clone()));
     }
     if let Some(u) = &q.user_id {
-        extra.push(("userId", u.clone()));
+        extra.push(("userId", u.to_string()));
     }
     if let Some(a) = &q.application_id {
-        extra.push(("applicationId", a.clone()));
+        extra.push(("applicationId", a.to_string()));
     }
     Ok(Json(list_body(
         &state,
@@ -165,7 +166,7 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    Path((env_id, auth_req_id)): Path<(String, String)>,
+    Path((env_id, auth_req_id)): Path<(EnvironmentId, AuthReqId)>,
 ) -> Result<Json<Value>, ApiError> {
     super::environment(&state, &env_id).await?;
     let req = state
@@ -189,7 +190,7 @@ fn decide_error(e: DecideFailure) -> ApiError {
 
 async fn cancel(
     State(state): State<AppState>,
-    Path((env_id, auth_req_id)): Path<(String, String)>,
+    Path((env_id, auth_req_id)): Path<(EnvironmentId, AuthReqId)>,
 ) -> Result<StatusCode, ApiError> {
     super::environment(&state, &env_id).await?;
     let input = DecisionInput {
@@ -207,8 +208,8 @@ async fn cancel(
 
 async fn simulate(
     state: &AppState,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
     outcome: DecisionOutcome,
 ) -> Result<StatusCode, ApiError> {
     let env = super::environment(state, env_id).await?;
@@ -233,14 +234,14 @@ async fn simulate(
 
 async fn approve(
     State(state): State<AppState>,
-    Path((env_id, auth_req_id)): Path<(String, String)>,
+    Path((env_id, auth_req_id)): Path<(EnvironmentId, AuthReqId)>,
 ) -> Result<StatusCode, ApiError> {
     simulate(&state, &env_id, &auth_req_id, DecisionOutcome::Approve).await
 }
 
 async fn deny(
     State(state): State<AppState>,
-    Path((env_id, auth_req_id)): Path<(String, String)>,
+    Path((env_id, auth_req_id)): Path<(EnvironmentId, AuthReqId)>,
 ) -> Result<StatusCode, ApiError> {
     simulate(&state, &env_id, &auth_req_id, DecisionOutcome::Deny).await
 }

@@ -1,6 +1,8 @@
 //! `/v1/environments` (§5). Creating an environment also creates its RS256 signing key.
 
-use assent_core::{AbuseLimits, Environment, EnvironmentType, SigningAlgorithm, new_id};
+use assent_core::{
+    AbuseLimits, Environment, EnvironmentId, EnvironmentType, SigningAlgorithm, new_id,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -129,7 +131,7 @@ async fn create(
     let abuse_limits = apply_abuse_limits(obj, defaults, defaults)?;
     let now = state.now();
     let env = Environment {
-        id: new_id(),
+        id: new_id().into(),
         name,
         description,
         env_type,
@@ -182,14 +184,14 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(render(&super::environment(&state, &env_id).await?)))
 }
 
 async fn update(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let mut env = super::environment(&state, &env_id).await?;
@@ -230,7 +232,7 @@ async fn update(
 
 async fn delete(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
 ) -> Result<StatusCode, ApiError> {
     super::environment(&state, &env_id).await?;
     state.store.delete_environment(&env_id).await?;

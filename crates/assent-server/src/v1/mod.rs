@@ -1,6 +1,6 @@
 //! The management API (§5): PingOne-shaped resources under `/v1`, behind the admin token.
 
-use assent_core::{ListPage, Page};
+use assent_core::{EnvironmentId, ListPage, Page};
 use axum::Router;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
@@ -262,7 +262,7 @@ pub fn require_object<'a>(
 /// Looks up the environment of a `/v1/environments/{envId}/…` path, or 404.
 pub async fn environment(
     state: &AppState,
-    env_id: &str,
+    env_id: &EnvironmentId,
 ) -> Result<assent_core::Environment, ApiError> {
     state
         .store

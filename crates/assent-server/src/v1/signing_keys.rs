@@ -1,6 +1,6 @@
 //! `/v1/environments/{envId}/signingKeys` (§5, §3.5): list and rotate.
 
-use assent_core::{SigningAlgorithm, SigningKey};
+use assent_core::{EnvironmentId, SigningAlgorithm, SigningKey};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -39,7 +39,7 @@ pub fn render(k: &SigningKey, now: assent_core::Timestamp) -> Value {
 
 async fn list(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
 ) -> Result<Json<Value>, ApiError> {
     super::environment(&state, &env_id).await?;
     let now = state.now();
@@ -55,7 +55,7 @@ async fn list(
 
 async fn create(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     super::environment(&state, &env_id).await?;

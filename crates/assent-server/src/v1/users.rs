@@ -1,7 +1,9 @@
 //! `/v1/environments/{envId}/users` (§5). Passwords are argon2id-hashed, never stored or
 //! returned in any other form; `autoDecision` exists only in SANDBOX environments (§6.5).
 
-use assent_core::{AutoDecision, Environment, EnvironmentType, User, new_id};
+use assent_core::{
+    AutoDecision, Environment, EnvironmentId, EnvironmentType, User, UserId, new_id,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -205,7 +207,7 @@ fn apply(env: &Environment, user: &mut User, body: &Value) -> Result<(), ApiErro
 
 async fn create(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let env = super::environment(&state, &env_id).await?;
@@ -214,7 +216,7 @@ async fn create(
     }
     let now = state.now();
     let mut user = User {
-        id: new_id(),
+        id: new_id().into(),
         environment_id: env_id.clone(),
         username: String::new(),
         email: None,
@@ -275,7 +277,7 @@ fn parse_username_filter(filter: &str) -> Result<String, ApiError> {
 
 async fn list(
     State(state): State<AppState>,
-    Path(env_id): Path<String>,
+    Path(env_id): Path<EnvironmentId>,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<Json<Value>, ApiError> {
     super::environment(&state, &env_id).await?;
@@ -303,8 +305,8 @@ async fn list(
 
 async fn load(
     state: &AppState,
-    env_id: &str,
-    user_id: &str,
+    env_id: &EnvironmentId,
+    user_id: &UserId,
 ) -> Result<(Environment, User), ApiError> {
     let env = super::environment(state, env_id).await?;
     let user = state
@@ -317,14 +319,14 @@ async fn load(
 
 async fn show(
     State(state): State<AppState>,
-    Path((env_id, user_id)): Path<(String, String)>,
+    Path((env_id, user_id)): Path<(EnvironmentId, UserId)>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(render(&load(&state, &env_id, &user_id).await?.1)))
 }
 
 async fn update(
     State(state): State<AppState>,
-    Path((env_id, user_id)): Path<(String, String)>,
+    Path((env_id, user_id)): Path<(EnvironmentId, UserId)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let (env, mut user) = load(&state, &env_id, &user_id).await?;
@@ -344,7 +346,7 @@ async fn update(
 
 async fn delete(
     State(state): State<AppState>,
-    Path((env_id, user_id)): Path<(String, String)>,
+    Path((env_id, user_id)): Path<(EnvironmentId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
     load(&state, &env_id, &user_id).await?;
     state

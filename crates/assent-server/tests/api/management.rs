@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::support::*;
+use assent_core::{EnvironmentId, UserId};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
@@ -509,7 +510,7 @@ async fn deleting_environment_removes_its_apps_and_users() {
             .await,
     );
     assert!(h.store.get_application(&env, &client.id).await.is_err());
-    assert!(h.store.get_user(&env, &user).await.is_err());
+    assert!(h.store.get_user(&env, &UserId::from(&user)).await.is_err());
     // Its issuer is gone too: the old secret authenticates nowhere.
     let t = h
         .post_form(
@@ -963,7 +964,8 @@ async fn application_list_and_paging() {
         created.push(
             h.create_app(&env, json!({"name": format!("App {i}")}))
                 .await
-                .id,
+                .id
+                .into_string(),
         );
     }
     let (seen, count) = collect_pages(
@@ -1108,7 +1110,11 @@ async fn user_create_hides_password() {
     }
     assert_eq!(&one.body, b);
 
-    let stored = h.store.get_user(&env, id).await.unwrap();
+    let stored = h
+        .store
+        .get_user(&EnvironmentId::from(&env), &UserId::from(id))
+        .await
+        .unwrap();
     let hash = stored.password_hash.expect("a stored hash");
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(assent_crypto::verify_password(pw, &hash));
@@ -1304,7 +1310,11 @@ async fn user_patch_and_delete() {
     assert_eq!(g.body["enabled"], false);
     assert_eq!(g.body["username"], "alice");
     // The password survives a PATCH that does not mention it.
-    let stored = h.store.get_user(&env, &id).await.unwrap();
+    let stored = h
+        .store
+        .get_user(&EnvironmentId::from(&env), &UserId::from(&id))
+        .await
+        .unwrap();
     assert!(assent_crypto::verify_password(
         "first password",
         stored.password_hash.as_deref().unwrap()
@@ -1912,7 +1922,7 @@ async fn secrets_and_private_keys_are_sealed_at_rest() {
     // What the store holds for the client secret is not the secret.
     let sealed = h
         .store
-        .get_application_secret(&env, &client.id)
+        .get_application_secret(&EnvironmentId::from(&env), &client.id)
         .await
         .unwrap();
     assert!(sealed.len() > client.secret.len());
@@ -1923,7 +1933,11 @@ async fn secrets_and_private_keys_are_sealed_at_rest() {
         "the client secret is stored in clear"
     );
     // And what it holds for a signing key is not a usable private key.
-    let keys = h.store.list_signing_keys(&env).await.unwrap();
+    let keys = h
+        .store
+        .list_signing_keys(&EnvironmentId::from(&env))
+        .await
+        .unwrap();
     assert!(!keys.is_empty());
     for k in keys {
         assert!(

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::support::*;
+use assent_core::{AuthReqId, EnvironmentId, UserId};
 use assent_crypto::{HmacAlg, JwkSet, JwsSigner, SigningAlg, generate_key, sign_hmac_jws};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -157,7 +158,7 @@ async fn call(h: &Harness, path: &str, auth: Auth<'_>, pairs: &[(&str, &str)]) -
     match auth {
         Auth::Basic(c) => authz = Some(c.basic()),
         Auth::Post(c) => {
-            all.push(("client_id".into(), c.id.clone()));
+            all.push(("client_id".into(), c.id.to_string()));
             all.push(("client_secret".into(), c.secret.clone()));
         }
         Auth::Hmac(c, alg) => {
@@ -3043,9 +3044,10 @@ async fn an_automatic_decision_is_taken_when_its_delay_has_passed_on_the_clock()
     let g = h.admin(Method::GET, &path, None).await;
     assert_eq!(g.body["status"], "PENDING", "{}", g.text);
     // Moving the clock is enough to wake the sleeping worker: no explicit pass.
-    let mut decided = h
-        .store
-        .subscribe(&assent_store::WakeKey::request(&c.env_id, &id));
+    let mut decided = h.store.subscribe(&assent_store::WakeKey::request(
+        &c.env_id,
+        &AuthReqId::from(&id),
+    ));
     h.clock.advance_millis(1);
     tokio::time::timeout(std::time::Duration::from_secs(10), decided.woken())
         .await
@@ -3069,9 +3071,10 @@ async fn an_automatic_decision_due_at_once_wakes_the_worker() {
             json!({"username": "robot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 0}),
         )
         .await;
-    let mut changes = h
-        .store
-        .subscribe(&assent_store::WakeKey::user(&c.env_id, &robot));
+    let mut changes = h.store.subscribe(&assent_store::WakeKey::user(
+        &c.env_id,
+        &UserId::from(&robot),
+    ));
     let r = start_for(&h, &c, "robot").await;
     assert_ok(&r);
     let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
@@ -3241,7 +3244,11 @@ async fn every_concurrent_poll_of_a_pending_request_is_recorded() {
     }
     // All arrived at the same instant: the first is pending, every other one too soon.
     assert_eq!((pending, slow), (1, 19));
-    let req = h.store.get_ciba_request(&c.env_id, &id).await.unwrap();
+    let req = h
+        .store
+        .get_ciba_request(&c.env_id, &AuthReqId::from(&id))
+        .await
+        .unwrap();
     assert_eq!(req.last_polled_at, Some(h.state.now()));
     assert_eq!(
         req.interval_seconds,
@@ -3261,7 +3268,11 @@ async fn concurrent_first_signings_with_a_new_algorithm_create_one_key() {
             tokio::spawn(async move {
                 h.state
                     .keys
-                    .signer(&env, assent_core::SigningAlgorithm::ES256, now)
+                    .signer(
+                        &EnvironmentId::from(&env),
+                        assent_core::SigningAlgorithm::ES256,
+                        now,
+                    )
                     .await
                     .unwrap()
                     .kid()
@@ -3602,7 +3613,11 @@ async fn a_request_recorded_as_push_is_refused_at_the_token_endpoint() {
     let (client, _user) = h.sandbox().await;
     let id = h.start(&client, "openid").await;
     // The application is POLL now; the request was recorded as PUSH.
-    let mut req = h.store.get_ciba_request(&client.env_id, &id).await.unwrap();
+    let mut req = h
+        .store
+        .get_ciba_request(&client.env_id, &AuthReqId::from(&id))
+        .await
+        .unwrap();
     req.auth_req_id = "recorded-as-push-0000000000000000".into();
     req.delivery_mode = assent_core::DeliveryMode::Push;
     h.store
@@ -3639,7 +3654,11 @@ async fn shutdown_cancels_a_scheduled_automatic_decision_and_waits_for_it() {
     );
     assert!(h.state.tasks.is_empty());
     assert!(!h.worker.run_due_work().await, "the worker has stopped");
-    let req = h.store.get_ciba_request(&c.env_id, &id).await.unwrap();
+    let req = h
+        .store
+        .get_ciba_request(&c.env_id, &AuthReqId::from(&id))
+        .await
+        .unwrap();
     assert_eq!(
         req.status,
         assent_core::CibaStatus::Pending,

@@ -3,7 +3,9 @@
 //! reports whether its condition held).
 
 use assent_core::ciba::{AbuseGuard, AbuseLimit, PollUpdate, RATE_WINDOW_SECS, decided_status};
-use assent_core::{CibaRequest, CibaStatus, Decision, ListPage, Page, Timestamp};
+use assent_core::{
+    AuthReqId, CibaRequest, CibaStatus, Decision, EnvironmentId, ListPage, Page, Timestamp, UserId,
+};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
 use super::paging::{ListSpec, list_page};
@@ -22,10 +24,10 @@ pub(super) async fn insert_request<'e>(
              last_polled_at, status, decision, redeemed_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(&req.environment_id)
-    .bind(&req.auth_req_id)
-    .bind(&req.application_id)
-    .bind(&req.user_id)
+    .bind(req.environment_id.as_str())
+    .bind(req.auth_req_id.as_str())
+    .bind(req.application_id.as_str())
+    .bind(req.user_id.as_str())
     .bind(&req.scope)
     .bind(&req.binding_message)
     .bind(&req.acr_values)
@@ -61,8 +63,8 @@ pub(super) async fn abuse_limit_reached(
              WHERE environment_id = ? AND user_id = ? AND status = 'PENDING'
                AND expires_at > ?",
         )
-        .bind(&req.environment_id)
-        .bind(&req.user_id)
+        .bind(req.environment_id.as_str())
+        .bind(req.user_id.as_str())
         .bind(guard.now.millis())
         .fetch_one(&mut *conn)
         .await
@@ -78,8 +80,8 @@ pub(super) async fn abuse_limit_reached(
             "SELECT COUNT(*), MIN(created_at) FROM ciba_requests
              WHERE environment_id = ? AND application_id = ? AND created_at > ?",
         )
-        .bind(&req.environment_id)
-        .bind(&req.application_id)
+        .bind(req.environment_id.as_str())
+        .bind(req.application_id.as_str())
         .bind(guard.window_start.millis())
         .fetch_one(&mut *conn)
         .await
@@ -99,8 +101,8 @@ pub(super) async fn abuse_limit_reached(
 /// `interval_seconds` as `update` expects. Returns whether it was recorded.
 pub(super) async fn record_poll<'e>(
     executor: impl SqliteExecutor<'e>,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
     update: &PollUpdate,
 ) -> StoreResult<bool> {
     // `IS` is SQLite's null-safe equality (PostgreSQL: IS NOT DISTINCT FROM).
@@ -111,8 +113,8 @@ pub(super) async fn record_poll<'e>(
     )
     .bind(update.last_polled_at.millis())
     .bind(update.interval_seconds)
-    .bind(env_id)
-    .bind(auth_req_id)
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
     .bind(update.expected_last_polled_at.map(Timestamp::millis))
     .bind(update.expected_interval_seconds)
     .execute(executor)
@@ -125,12 +127,12 @@ pub(super) async fn record_poll<'e>(
 /// `at < expires_at`. Returns the request's user when it did.
 pub(super) async fn decide(
     conn: &mut SqliteConnection,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
     decision: &Decision,
     at: Timestamp,
-) -> StoreResult<Option<String>> {
-    sqlx::query_scalar(
+) -> StoreResult<Option<UserId>> {
+    sqlx::query_scalar::<_, String>(
         "UPDATE ciba_requests SET status = ?, decision = ?
          WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
            AND expires_at > ?
@@ -138,71 +140,74 @@ pub(super) async fn decide(
     )
     .bind(decided_status(decision.outcome).as_str())
     .bind(to_json(decision)?)
-    .bind(env_id)
-    .bind(auth_req_id)
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
     .bind(at.millis())
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)
+    .map(|user| user.map(UserId::from))
 }
 
 /// Stores status EXPIRED if the request is PENDING and `at >= expires_at`, so the expiry is
 /// marked once and no decision lands after it. Returns the request's user when it did.
 pub(super) async fn expire(
     conn: &mut SqliteConnection,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
     at: Timestamp,
-) -> StoreResult<Option<String>> {
-    sqlx::query_scalar(
+) -> StoreResult<Option<UserId>> {
+    sqlx::query_scalar::<_, String>(
         "UPDATE ciba_requests SET status = 'EXPIRED'
          WHERE environment_id = ? AND auth_req_id = ? AND status = 'PENDING'
            AND expires_at <= ?
          RETURNING user_id",
     )
-    .bind(env_id)
-    .bind(auth_req_id)
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
     .bind(at.millis())
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)
+    .map(|user| user.map(UserId::from))
 }
 
 /// Marks the request REDEEMED with `redeemed_at = at` if it is APPROVED and
 /// `at < expires_at`. Returns the request's user when it did.
 pub(super) async fn mark_redeemed(
     conn: &mut SqliteConnection,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
     at: Timestamp,
-) -> StoreResult<Option<String>> {
-    sqlx::query_scalar(
+) -> StoreResult<Option<UserId>> {
+    sqlx::query_scalar::<_, String>(
         "UPDATE ciba_requests SET status = 'REDEEMED', redeemed_at = ?
          WHERE environment_id = ? AND auth_req_id = ? AND status = 'APPROVED'
            AND expires_at > ?
          RETURNING user_id",
     )
     .bind(at.millis())
-    .bind(env_id)
-    .bind(auth_req_id)
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
     .bind(at.millis())
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)
+    .map(|user| user.map(UserId::from))
 }
 
 /// Whether the request is REDEEMED.
 pub(super) async fn is_redeemed(
     conn: &mut SqliteConnection,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
 ) -> StoreResult<bool> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM ciba_requests
          WHERE environment_id = ? AND auth_req_id = ? AND status = 'REDEEMED'",
     )
-    .bind(env_id)
-    .bind(auth_req_id)
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
@@ -217,11 +222,15 @@ fn ciba_key(r: &CibaRequest) -> (Timestamp, &str) {
 impl CibaStore for SqliteStore {
     // --- CIBA requests ------------------------------------------------------------------
 
-    async fn get_ciba_request(&self, env_id: &str, auth_req_id: &str) -> StoreResult<CibaRequest> {
+    async fn get_ciba_request(
+        &self,
+        env_id: &EnvironmentId,
+        auth_req_id: &AuthReqId,
+    ) -> StoreResult<CibaRequest> {
         let row =
             sqlx::query("SELECT * FROM ciba_requests WHERE environment_id = ? AND auth_req_id = ?")
-                .bind(env_id)
-                .bind(auth_req_id)
+                .bind(env_id.as_str())
+                .bind(auth_req_id.as_str())
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err)?;
@@ -230,20 +239,21 @@ impl CibaStore for SqliteStore {
 
     async fn list_ciba_requests(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         filter: &CibaRequestFilter,
         now: Timestamp,
         page: &Page,
     ) -> StoreResult<ListPage<CibaRequest>> {
         let push_filter = |qb: &mut QueryBuilder<Sqlite>| {
             qb.push(" WHERE environment_id = ")
-                .push_bind(env_id.to_owned());
+                .push_bind(env_id.as_str().to_owned());
             if let Some(user_id) = &filter.user_id {
-                qb.push(" AND user_id = ").push_bind(user_id.clone());
+                qb.push(" AND user_id = ")
+                    .push_bind(user_id.as_str().to_owned());
             }
             if let Some(application_id) = &filter.application_id {
                 qb.push(" AND application_id = ")
-                    .push_bind(application_id.clone());
+                    .push_bind(application_id.as_str().to_owned());
             }
             // The status a reader sees at `now` (CibaRequest::status_at).
             match filter.status {

@@ -2,7 +2,9 @@
 
 use assent_core::identifier::comparison_key;
 use assent_core::validate::{PHONE_OWNER_CANDIDATES, normalize_phone, phone_owner};
-use assent_core::{Application, Environment, ListPage, Page, Timestamp, User};
+use assent_core::{
+    Application, ApplicationId, Environment, EnvironmentId, ListPage, Page, Timestamp, User, UserId,
+};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::paging::{ListSpec, list_page};
@@ -37,7 +39,7 @@ impl DirectoryStore for SqliteStore {
                  updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&env.id)
+        .bind(env.id.as_str())
         .bind(&env.name)
         .bind(&env.description)
         .bind(env.env_type.as_str())
@@ -51,9 +53,9 @@ impl DirectoryStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_environment(&self, id: &str) -> StoreResult<Environment> {
+    async fn get_environment(&self, id: &EnvironmentId) -> StoreResult<Environment> {
         let row = sqlx::query("SELECT * FROM environments WHERE id = ?")
-            .bind(id)
+            .bind(id.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)?;
@@ -87,17 +89,17 @@ impl DirectoryStore for SqliteStore {
         .bind(env.abuse_limits.max_pending_requests_per_user)
         .bind(env.abuse_limits.authorization_requests_per_minute)
         .bind(env.updated_at.millis())
-        .bind(&env.id)
+        .bind(env.id.as_str())
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
         found(&result)
     }
 
-    async fn delete_environment(&self, id: &str) -> StoreResult<()> {
+    async fn delete_environment(&self, id: &EnvironmentId) -> StoreResult<()> {
         // Everything else references the environment ON DELETE CASCADE.
         let result = sqlx::query("DELETE FROM environments WHERE id = ?")
-            .bind(id)
+            .bind(id.as_str())
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -115,8 +117,8 @@ impl DirectoryStore for SqliteStore {
                  secret_sealed, secret_updated_at, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&app.environment_id)
-        .bind(&app.id)
+        .bind(app.environment_id.as_str())
+        .bind(app.id.as_str())
         .bind(&app.name)
         .bind(&app.description)
         .bind(app.enabled)
@@ -141,10 +143,14 @@ impl DirectoryStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_application(&self, env_id: &str, id: &str) -> StoreResult<Application> {
+    async fn get_application(
+        &self,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
+    ) -> StoreResult<Application> {
         let row = sqlx::query("SELECT * FROM applications WHERE environment_id = ? AND id = ?")
-            .bind(env_id)
-            .bind(id)
+            .bind(env_id.as_str())
+            .bind(id.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)?;
@@ -153,12 +159,12 @@ impl DirectoryStore for SqliteStore {
 
     async fn list_applications(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         page: &Page,
     ) -> StoreResult<ListPage<Application>> {
         let filter = |qb: &mut QueryBuilder<Sqlite>| {
             qb.push(" WHERE environment_id = ")
-                .push_bind(env_id.to_owned());
+                .push_bind(env_id.as_str().to_owned());
         };
         let spec = ListSpec {
             table: "applications",
@@ -194,31 +200,39 @@ impl DirectoryStore for SqliteStore {
         .bind(app.refresh_token_reuse_grace_seconds)
         .bind(to_json(&app.ciba)?)
         .bind(app.updated_at.millis())
-        .bind(&app.environment_id)
-        .bind(&app.id)
+        .bind(app.environment_id.as_str())
+        .bind(app.id.as_str())
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
         found(&result)
     }
 
-    async fn delete_application(&self, env_id: &str, id: &str) -> StoreResult<()> {
+    async fn delete_application(
+        &self,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
+    ) -> StoreResult<()> {
         // Its CIBA requests and tokens reference it ON DELETE CASCADE.
         let result = sqlx::query("DELETE FROM applications WHERE environment_id = ? AND id = ?")
-            .bind(env_id)
-            .bind(id)
+            .bind(env_id.as_str())
+            .bind(id.as_str())
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
         found(&result)
     }
 
-    async fn get_application_secret(&self, env_id: &str, id: &str) -> StoreResult<Vec<u8>> {
+    async fn get_application_secret(
+        &self,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
+    ) -> StoreResult<Vec<u8>> {
         sqlx::query_scalar(
             "SELECT secret_sealed FROM applications WHERE environment_id = ? AND id = ?",
         )
-        .bind(env_id)
-        .bind(id)
+        .bind(env_id.as_str())
+        .bind(id.as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)
@@ -226,8 +240,8 @@ impl DirectoryStore for SqliteStore {
 
     async fn set_application_secret(
         &self,
-        env_id: &str,
-        id: &str,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
         secret_sealed: &[u8],
         now: Timestamp,
     ) -> StoreResult<()> {
@@ -238,8 +252,8 @@ impl DirectoryStore for SqliteStore {
         .bind(secret_sealed)
         .bind(now.millis())
         .bind(now.millis())
-        .bind(env_id)
-        .bind(id)
+        .bind(env_id.as_str())
+        .bind(id.as_str())
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -255,8 +269,8 @@ impl DirectoryStore for SqliteStore {
                  auto_decision, auto_decision_delay_ms, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&user.environment_id)
-        .bind(&user.id)
+        .bind(user.environment_id.as_str())
+        .bind(user.id.as_str())
         .bind(&user.username)
         .bind(key(&user.username)?)
         .bind(&user.email)
@@ -277,10 +291,10 @@ impl DirectoryStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_user(&self, env_id: &str, id: &str) -> StoreResult<User> {
+    async fn get_user(&self, env_id: &EnvironmentId, id: &UserId) -> StoreResult<User> {
         let row = sqlx::query("SELECT * FROM users WHERE environment_id = ? AND id = ?")
-            .bind(env_id)
-            .bind(id)
+            .bind(env_id.as_str())
+            .bind(id.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)?;
@@ -289,7 +303,7 @@ impl DirectoryStore for SqliteStore {
 
     async fn find_user_by_username(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         username: &str,
     ) -> StoreResult<Option<User>> {
         // A hint that is not a valid identifier names nobody.
@@ -297,7 +311,7 @@ impl DirectoryStore for SqliteStore {
             return Ok(None);
         };
         sqlx::query("SELECT * FROM users WHERE environment_id = ? AND username_lower = ?")
-            .bind(env_id)
+            .bind(env_id.as_str())
             .bind(key)
             .fetch_optional(&self.pool)
             .await
@@ -307,12 +321,16 @@ impl DirectoryStore for SqliteStore {
             .transpose()
     }
 
-    async fn find_user_by_email(&self, env_id: &str, email: &str) -> StoreResult<Option<User>> {
+    async fn find_user_by_email(
+        &self,
+        env_id: &EnvironmentId,
+        email: &str,
+    ) -> StoreResult<Option<User>> {
         let Ok(key) = comparison_key(email) else {
             return Ok(None);
         };
         sqlx::query("SELECT * FROM users WHERE environment_id = ? AND email_lower = ?")
-            .bind(env_id)
+            .bind(env_id.as_str())
             .bind(key)
             .fetch_optional(&self.pool)
             .await
@@ -322,12 +340,16 @@ impl DirectoryStore for SqliteStore {
             .transpose()
     }
 
-    async fn find_user_by_phone(&self, env_id: &str, phone: &str) -> StoreResult<Option<User>> {
+    async fn find_user_by_phone(
+        &self,
+        env_id: &EnvironmentId,
+        phone: &str,
+    ) -> StoreResult<Option<User>> {
         // Phone numbers are not unique: core's `phone_owner` says whom a number names.
         let rows = sqlx::query(
             "SELECT * FROM users WHERE environment_id = ? AND phone_normalized = ? LIMIT ?",
         )
-        .bind(env_id)
+        .bind(env_id.as_str())
         .bind(phone)
         .bind(PHONE_OWNER_CANDIDATES)
         .fetch_all(&self.pool)
@@ -338,7 +360,7 @@ impl DirectoryStore for SqliteStore {
 
     async fn list_users(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         username: Option<&str>,
         page: &Page,
     ) -> StoreResult<ListPage<User>> {
@@ -356,7 +378,7 @@ impl DirectoryStore for SqliteStore {
         };
         let filter = |qb: &mut QueryBuilder<Sqlite>| {
             qb.push(" WHERE environment_id = ")
-                .push_bind(env_id.to_owned());
+                .push_bind(env_id.as_str().to_owned());
             if let Some(key) = &username_key {
                 qb.push(" AND username_lower = ").push_bind(key.clone());
             }
@@ -392,19 +414,19 @@ impl DirectoryStore for SqliteStore {
         .bind(user.auto_decision.map(|d| d.as_str()))
         .bind(user.auto_decision_delay_ms)
         .bind(user.updated_at.millis())
-        .bind(&user.environment_id)
-        .bind(&user.id)
+        .bind(user.environment_id.as_str())
+        .bind(user.id.as_str())
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
         found(&result)
     }
 
-    async fn delete_user(&self, env_id: &str, id: &str) -> StoreResult<()> {
+    async fn delete_user(&self, env_id: &EnvironmentId, id: &UserId) -> StoreResult<()> {
         // Its CIBA requests and tokens reference it ON DELETE CASCADE.
         let result = sqlx::query("DELETE FROM users WHERE environment_id = ? AND id = ?")
-            .bind(env_id)
-            .bind(id)
+            .bind(env_id.as_str())
+            .bind(id.as_str())
             .execute(&self.pool)
             .await
             .map_err(db_err)?;

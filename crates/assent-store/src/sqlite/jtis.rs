@@ -1,6 +1,6 @@
 //! Single-use JWT ids.
 
-use assent_core::Timestamp;
+use assent_core::{EnvironmentId, Timestamp};
 
 use super::{SqliteStore, db_err};
 use crate::{JtiStore, StoreResult};
@@ -11,7 +11,7 @@ impl JtiStore for SqliteStore {
 
     async fn use_jti(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         namespace: &str,
         jti: &str,
         expires_at: Timestamp,
@@ -26,7 +26,7 @@ impl JtiStore for SqliteStore {
              DO UPDATE SET expires_at = excluded.expires_at
              WHERE used_jtis.expires_at <= ?",
         )
-        .bind(env_id)
+        .bind(env_id.as_str())
         .bind(namespace)
         .bind(jti)
         .bind(expires_at.millis())

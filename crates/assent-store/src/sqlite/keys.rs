@@ -1,6 +1,6 @@
 //! Signing keys, sealed values (and their re-sealing), server-wide values.
 
-use assent_core::{SigningAlgorithm, SigningKey, Timestamp};
+use assent_core::{EnvironmentId, SigningAlgorithm, SigningKey, Timestamp};
 use sqlx::SqliteExecutor;
 
 use super::rows::{self, to_json};
@@ -34,7 +34,7 @@ async fn sealed_values<'e>(db: impl SqliteExecutor<'e>) -> StoreResult<Vec<Seale
             } else {
                 SealedKind::SigningKey
             },
-            environment_id,
+            environment_id: EnvironmentId::from(environment_id),
             id,
             sealed,
         })
@@ -56,7 +56,7 @@ impl KeyStore for SqliteStore {
              WHERE environment_id = ? AND algorithm = ? AND is_current = TRUE",
         )
         .bind(previous_retire_at.millis())
-        .bind(&key.environment_id)
+        .bind(key.environment_id.as_str())
         .bind(key.algorithm.as_str())
         .execute(&mut *tx)
         .await
@@ -66,8 +66,8 @@ impl KeyStore for SqliteStore {
                  private_key_sealed, is_current, created_at, retire_at)
              VALUES (?, ?, ?, ?, ?, TRUE, ?, ?)",
         )
-        .bind(&key.environment_id)
-        .bind(&key.id)
+        .bind(key.environment_id.as_str())
+        .bind(key.id.as_str())
         .bind(key.algorithm.as_str())
         .bind(to_json(&key.public_jwk)?)
         .bind(&key.private_key_sealed)
@@ -87,7 +87,7 @@ impl KeyStore for SqliteStore {
             "SELECT * FROM signing_keys
              WHERE environment_id = ? AND algorithm = ? AND is_current = TRUE",
         )
-        .bind(&key.environment_id)
+        .bind(key.environment_id.as_str())
         .bind(key.algorithm.as_str())
         .fetch_optional(&mut *tx)
         .await
@@ -101,8 +101,8 @@ impl KeyStore for SqliteStore {
                  private_key_sealed, is_current, created_at, retire_at)
              VALUES (?, ?, ?, ?, ?, TRUE, ?, NULL)",
         )
-        .bind(&key.environment_id)
-        .bind(&key.id)
+        .bind(key.environment_id.as_str())
+        .bind(key.id.as_str())
         .bind(key.algorithm.as_str())
         .bind(to_json(&key.public_jwk)?)
         .bind(&key.private_key_sealed)
@@ -118,12 +118,12 @@ impl KeyStore for SqliteStore {
         })
     }
 
-    async fn list_signing_keys(&self, env_id: &str) -> StoreResult<Vec<SigningKey>> {
+    async fn list_signing_keys(&self, env_id: &EnvironmentId) -> StoreResult<Vec<SigningKey>> {
         sqlx::query(
             "SELECT * FROM signing_keys WHERE environment_id = ?
              ORDER BY created_at DESC, id DESC",
         )
-        .bind(env_id)
+        .bind(env_id.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?
@@ -134,14 +134,14 @@ impl KeyStore for SqliteStore {
 
     async fn current_signing_key(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         alg: SigningAlgorithm,
     ) -> StoreResult<Option<SigningKey>> {
         sqlx::query(
             "SELECT * FROM signing_keys
              WHERE environment_id = ? AND algorithm = ? AND is_current = TRUE",
         )
-        .bind(env_id)
+        .bind(env_id.as_str())
         .bind(alg.as_str())
         .fetch_optional(&self.pool)
         .await
@@ -202,7 +202,7 @@ impl KeyStore for SqliteStore {
             };
             let result = sqlx::query(sql)
                 .bind(&r.new_sealed)
-                .bind(&r.old.environment_id)
+                .bind(r.old.environment_id.as_str())
                 .bind(&r.old.id)
                 .bind(&r.old.sealed)
                 .execute(&mut *tx)

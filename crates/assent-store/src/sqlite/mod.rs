@@ -30,9 +30,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use assent_core::Timestamp;
 use assent_core::identifier::comparison_key;
 use assent_core::retention::purge_cutoffs;
+use assent_core::{AuthReqId, EnvironmentId, Timestamp, UserId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
@@ -121,7 +121,12 @@ impl SqliteStore {
     }
 
     /// Wakes the waiters on request `auth_req_id` and on its user (after a commit).
-    fn publish_request_change(&self, env_id: &str, auth_req_id: &str, user_id: Option<&str>) {
+    fn publish_request_change(
+        &self,
+        env_id: &EnvironmentId,
+        auth_req_id: &AuthReqId,
+        user_id: Option<&UserId>,
+    ) {
         self.wake_ups
             .publish(&WakeKey::request(env_id, auth_req_id));
         if let Some(user_id) = user_id {

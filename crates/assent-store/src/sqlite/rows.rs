@@ -22,6 +22,15 @@ where
         .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
+/// A typed id stored as TEXT.
+fn id<T: From<String>>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+    get::<String>(row, col).map(T::from)
+}
+
+fn opt_id<T: From<String>>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
+    get::<Option<String>>(row, col).map(|v| v.map(T::from))
+}
+
 fn ts(row: &SqliteRow, col: &str) -> StoreResult<Timestamp> {
     get::<i64>(row, col).map(Timestamp)
 }
@@ -71,7 +80,7 @@ pub(super) fn opt_to_json<T: Serialize>(value: Option<&T>) -> StoreResult<Option
 
 pub(super) fn environment(row: &SqliteRow) -> StoreResult<Environment> {
     Ok(Environment {
-        id: get(row, "id")?,
+        id: id(row, "id")?,
         name: get(row, "name")?,
         description: get(row, "description")?,
         env_type: wire(row, "env_type", EnvironmentType::parse)?,
@@ -86,8 +95,8 @@ pub(super) fn environment(row: &SqliteRow) -> StoreResult<Environment> {
 
 pub(super) fn application(row: &SqliteRow) -> StoreResult<Application> {
     Ok(Application {
-        id: get(row, "id")?,
-        environment_id: get(row, "environment_id")?,
+        id: id(row, "id")?,
+        environment_id: id(row, "environment_id")?,
         name: get(row, "name")?,
         description: get(row, "description")?,
         enabled: get(row, "enabled")?,
@@ -117,8 +126,8 @@ pub(super) fn application(row: &SqliteRow) -> StoreResult<Application> {
 
 pub(super) fn user(row: &SqliteRow) -> StoreResult<User> {
     Ok(User {
-        id: get(row, "id")?,
-        environment_id: get(row, "environment_id")?,
+        id: id(row, "id")?,
+        environment_id: id(row, "environment_id")?,
         username: get(row, "username")?,
         email: get(row, "email")?,
         given_name: get(row, "given_name")?,
@@ -136,7 +145,7 @@ pub(super) fn user(row: &SqliteRow) -> StoreResult<User> {
 pub(super) fn signing_key(row: &SqliteRow) -> StoreResult<SigningKey> {
     Ok(SigningKey {
         id: get(row, "id")?,
-        environment_id: get(row, "environment_id")?,
+        environment_id: id(row, "environment_id")?,
         algorithm: wire(row, "algorithm", SigningAlgorithm::parse)?,
         public_jwk: json(row, "public_jwk")?,
         private_key_sealed: get(row, "private_key_sealed")?,
@@ -148,10 +157,10 @@ pub(super) fn signing_key(row: &SqliteRow) -> StoreResult<SigningKey> {
 
 pub(super) fn ciba_request(row: &SqliteRow) -> StoreResult<CibaRequest> {
     Ok(CibaRequest {
-        auth_req_id: get(row, "auth_req_id")?,
-        environment_id: get(row, "environment_id")?,
-        application_id: get(row, "application_id")?,
-        user_id: get(row, "user_id")?,
+        auth_req_id: id(row, "auth_req_id")?,
+        environment_id: id(row, "environment_id")?,
+        application_id: id(row, "application_id")?,
+        user_id: id(row, "user_id")?,
         scope: get(row, "scope")?,
         binding_message: get(row, "binding_message")?,
         acr_values: get(row, "acr_values")?,
@@ -171,11 +180,11 @@ pub(super) fn ciba_request(row: &SqliteRow) -> StoreResult<CibaRequest> {
 pub(super) fn access_token(row: &SqliteRow) -> StoreResult<AccessTokenRecord> {
     Ok(AccessTokenRecord {
         jti: get(row, "jti")?,
-        environment_id: get(row, "environment_id")?,
-        application_id: get(row, "application_id")?,
-        user_id: get(row, "user_id")?,
+        environment_id: id(row, "environment_id")?,
+        application_id: id(row, "application_id")?,
+        user_id: opt_id(row, "user_id")?,
         scope: get(row, "scope")?,
-        auth_req_id: get(row, "auth_req_id")?,
+        auth_req_id: opt_id(row, "auth_req_id")?,
         refresh_family_id: get(row, "refresh_family_id")?,
         issued_at: ts(row, "issued_at")?,
         expires_at: ts(row, "expires_at")?,
@@ -187,11 +196,11 @@ pub(super) fn refresh_token(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> 
     Ok(RefreshTokenRecord {
         token_hash: get(row, "token_hash")?,
         family_id: get(row, "family_id")?,
-        environment_id: get(row, "environment_id")?,
-        application_id: get(row, "application_id")?,
-        user_id: get(row, "user_id")?,
+        environment_id: id(row, "environment_id")?,
+        application_id: id(row, "application_id")?,
+        user_id: id(row, "user_id")?,
         scope: get(row, "scope")?,
-        auth_req_id: get(row, "auth_req_id")?,
+        auth_req_id: opt_id(row, "auth_req_id")?,
         auth_time: ts(row, "auth_time")?,
         acr: get(row, "acr")?,
         amr: json(row, "amr")?,
@@ -208,7 +217,7 @@ pub(super) fn claimed_work(row: &SqliteRow) -> StoreResult<ClaimedWork> {
     Ok(ClaimedWork {
         work: ScheduledWork {
             id: WorkId(get(row, "id")?),
-            environment_id: get(row, "environment_id")?,
+            environment_id: id(row, "environment_id")?,
             due_at: ts(row, "due_at")?,
             job: json(row, "payload")?,
         },

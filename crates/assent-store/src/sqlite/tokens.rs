@@ -1,7 +1,7 @@
 //! Access and refresh tokens: reading them, and the SQL of issuing and revoking them, which
 //! `transitions.rs` runs inside the transaction of a transition.
 
-use assent_core::{AccessTokenRecord, RefreshTokenRecord, Timestamp};
+use assent_core::{AccessTokenRecord, AuthReqId, EnvironmentId, RefreshTokenRecord, Timestamp};
 use sqlx::{SqliteConnection, SqliteExecutor};
 
 use super::rows::{self, to_json};
@@ -17,12 +17,12 @@ pub(super) async fn insert_access_token<'e>(
              auth_req_id, refresh_family_id, issued_at, expires_at, revoked)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(&t.environment_id)
+    .bind(t.environment_id.as_str())
     .bind(&t.jti)
-    .bind(&t.application_id)
-    .bind(&t.user_id)
+    .bind(t.application_id.as_str())
+    .bind(t.user_id.as_deref())
     .bind(&t.scope)
-    .bind(&t.auth_req_id)
+    .bind(t.auth_req_id.as_deref())
     .bind(&t.refresh_family_id)
     .bind(t.issued_at.millis())
     .bind(t.expires_at.millis())
@@ -43,13 +43,13 @@ pub(super) async fn insert_refresh_token<'e>(
              rotated_at, revoked)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(&t.environment_id)
+    .bind(t.environment_id.as_str())
     .bind(&t.token_hash)
     .bind(&t.family_id)
-    .bind(&t.application_id)
-    .bind(&t.user_id)
+    .bind(t.application_id.as_str())
+    .bind(t.user_id.as_str())
     .bind(&t.scope)
-    .bind(&t.auth_req_id)
+    .bind(t.auth_req_id.as_deref())
     .bind(t.auth_time.millis())
     .bind(&t.acr)
     .bind(to_json(&t.amr)?)
@@ -67,14 +67,14 @@ pub(super) async fn insert_refresh_token<'e>(
 /// many tokens it revoked.
 pub(super) async fn revoke_family(
     conn: &mut SqliteConnection,
-    env_id: &str,
+    env_id: &EnvironmentId,
     family_id: &str,
 ) -> StoreResult<u64> {
     let refresh = sqlx::query(
         "UPDATE refresh_tokens SET revoked = TRUE
          WHERE environment_id = ? AND family_id = ? AND revoked = FALSE",
     )
-    .bind(env_id)
+    .bind(env_id.as_str())
     .bind(family_id)
     .execute(&mut *conn)
     .await
@@ -83,7 +83,7 @@ pub(super) async fn revoke_family(
         "UPDATE access_tokens SET revoked = TRUE
          WHERE environment_id = ? AND refresh_family_id = ? AND revoked = FALSE",
     )
-    .bind(env_id)
+    .bind(env_id.as_str())
     .bind(family_id)
     .execute(&mut *conn)
     .await
@@ -96,8 +96,8 @@ pub(super) async fn revoke_family(
 /// Returns how many tokens it revoked.
 pub(super) async fn revoke_request_tokens(
     conn: &mut SqliteConnection,
-    env_id: &str,
-    auth_req_id: &str,
+    env_id: &EnvironmentId,
+    auth_req_id: &AuthReqId,
 ) -> StoreResult<u64> {
     let access = sqlx::query(
         "UPDATE access_tokens SET revoked = TRUE
@@ -106,10 +106,10 @@ pub(super) async fn revoke_request_tokens(
                  SELECT family_id FROM refresh_tokens
                  WHERE environment_id = ? AND auth_req_id = ?))",
     )
-    .bind(env_id)
-    .bind(auth_req_id)
-    .bind(env_id)
-    .bind(auth_req_id)
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
@@ -120,10 +120,10 @@ pub(super) async fn revoke_request_tokens(
                  SELECT family_id FROM refresh_tokens
                  WHERE environment_id = ? AND auth_req_id = ?))",
     )
-    .bind(env_id)
-    .bind(auth_req_id)
-    .bind(env_id)
-    .bind(auth_req_id)
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
+    .bind(env_id.as_str())
+    .bind(auth_req_id.as_str())
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
@@ -135,7 +135,7 @@ pub(super) async fn revoke_request_tokens(
 /// did.
 pub(super) async fn mark_rotated(
     conn: &mut SqliteConnection,
-    env_id: &str,
+    env_id: &EnvironmentId,
     token_hash: &str,
     read_rotated_at: Option<Timestamp>,
     at: Timestamp,
@@ -149,7 +149,7 @@ pub(super) async fn mark_rotated(
          RETURNING family_id",
     )
     .bind(rotated_at.millis())
-    .bind(env_id)
+    .bind(env_id.as_str())
     .bind(token_hash)
     .bind(read_rotated_at.map(Timestamp::millis))
     .bind(at.millis())
@@ -161,14 +161,14 @@ pub(super) async fn mark_rotated(
 /// Revokes one access token. Returns whether it revoked one.
 pub(super) async fn revoke_access_token(
     conn: &mut SqliteConnection,
-    env_id: &str,
+    env_id: &EnvironmentId,
     jti: &str,
 ) -> StoreResult<bool> {
     let result = sqlx::query(
         "UPDATE access_tokens SET revoked = TRUE
          WHERE environment_id = ? AND jti = ? AND revoked = FALSE",
     )
-    .bind(env_id)
+    .bind(env_id.as_str())
     .bind(jti)
     .execute(&mut *conn)
     .await
@@ -182,11 +182,11 @@ impl TokenStore for SqliteStore {
 
     async fn get_access_token(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         jti: &str,
     ) -> StoreResult<Option<AccessTokenRecord>> {
         sqlx::query("SELECT * FROM access_tokens WHERE environment_id = ? AND jti = ?")
-            .bind(env_id)
+            .bind(env_id.as_str())
             .bind(jti)
             .fetch_optional(&self.pool)
             .await
@@ -202,11 +202,11 @@ impl TokenStore for SqliteStore {
 
     async fn get_refresh_token(
         &self,
-        env_id: &str,
+        env_id: &EnvironmentId,
         token_hash: &str,
     ) -> StoreResult<Option<RefreshTokenRecord>> {
         sqlx::query("SELECT * FROM refresh_tokens WHERE environment_id = ? AND token_hash = ?")
-            .bind(env_id)
+            .bind(env_id.as_str())
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await

@@ -7,8 +7,8 @@
 //! The SQL of each aggregate stays in its file (`ciba.rs`, `tokens.rs`, `work.rs`); this one
 //! only sequences it.
 
-use assent_core::Timestamp;
 use assent_core::transition::{Applied, Change, Guard, Transition};
+use assent_core::{AuthReqId, Timestamp, UserId};
 use sqlx::SqliteConnection;
 
 use super::tokens::{insert_access_token, insert_refresh_token};
@@ -25,18 +25,18 @@ enum Written {
 }
 
 struct Wake {
-    auth_req_id: String,
-    user_id: String,
+    auth_req_id: AuthReqId,
+    user_id: UserId,
 }
 
 impl Written {
     /// The outcome of a guarded write on a request that `RETURNING user_id` reported: done,
     /// waking the request and that user, or (no row matched) lost.
-    fn waking(auth_req_id: &str, user_id: Option<String>) -> Written {
+    fn waking(auth_req_id: &AuthReqId, user_id: Option<UserId>) -> Written {
         match user_id {
             Some(user_id) => Written::Done {
                 wake: Some(Wake {
-                    auth_req_id: auth_req_id.to_owned(),
+                    auth_req_id: auth_req_id.clone(),
                     user_id,
                 }),
             },
@@ -137,7 +137,7 @@ impl SqliteStore {
 /// Checks the guard and writes the change in the caller's transaction. `t` has passed
 /// `Transition::check`, so each change comes with the guard it accepts.
 async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResult<Written> {
-    let env_id = t.environment_id.as_str();
+    let env_id = &t.environment_id;
     match (&t.guard, &t.change) {
         (Guard::Admit { abuse }, Change::InsertRequest { request }) => {
             if let Some(abuse) = abuse

@@ -4,8 +4,8 @@
 //! Work is not scoped by environment: a worker serves every environment, and work ids are
 //! random, so the claim and retry statements address rows by id alone.
 
-use assent_core::Timestamp;
 use assent_core::transition::{ScheduledWork, WorkId};
+use assent_core::{EnvironmentId, Timestamp};
 use sqlx::SqliteConnection;
 
 use super::rows::{self, to_json};
@@ -24,7 +24,7 @@ pub(super) async fn insert_work(
              VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(w.id.as_str())
-        .bind(&w.environment_id)
+        .bind(w.environment_id.as_str())
         .bind(w.job.kind())
         .bind(to_json(&w.job)?)
         .bind(w.due_at.millis())
@@ -40,12 +40,12 @@ pub(super) async fn insert_work(
 /// (another worker finished it): the caller's transition has then lost.
 pub(super) async fn complete_work(
     conn: &mut SqliteConnection,
-    env_id: &str,
+    env_id: &EnvironmentId,
     id: &WorkId,
 ) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM scheduled_work WHERE id = ? AND environment_id = ?")
         .bind(id.as_str())
-        .bind(env_id)
+        .bind(env_id.as_str())
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;

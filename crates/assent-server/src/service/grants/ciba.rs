@@ -3,7 +3,9 @@
 use assent_core::ciba::{self, PollVerdict, evaluate_poll, unknown_auth_req_id};
 use assent_core::grant::ciba_redemption;
 use assent_core::validate::plausible_auth_req_id;
-use assent_core::{Application, DeliveryMode, GrantType, OAuthError, OAuthErrorCode, Timestamp};
+use assent_core::{
+    Application, AuthReqId, DeliveryMode, GrantType, OAuthError, OAuthErrorCode, Timestamp,
+};
 use assent_store::StoreError;
 
 use crate::error::OAuthResponseError;
@@ -31,7 +33,7 @@ impl GrantHandler for CibaGrant {
             .get("auth_req_id")
             .ok_or_else(|| OAuthError::invalid_request("The auth_req_id parameter is required."))?;
         Ok(TokenRequest::Ciba {
-            auth_req_id: auth_req_id.to_owned(),
+            auth_req_id: AuthReqId::from(auth_req_id),
         })
     }
 
@@ -45,7 +47,7 @@ impl GrantHandler for CibaGrant {
         let TokenRequest::Ciba { auth_req_id } = request else {
             return Err(unsupported_grant_type().into());
         };
-        let auth_req_id = auth_req_id.as_str();
+        let auth_req_id = &auth_req_id;
         if !plausible_auth_req_id(auth_req_id) {
             return Err(unknown_auth_req_id().into());
         }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use assent_core::Timestamp;
+use assent_core::{ApplicationId, EnvironmentId, Timestamp};
 use assent_crypto::SecretBox;
 use assent_server::work::WorkerHandle;
 use assent_server::{AppState, ManualClock, ServerConfig};
@@ -54,8 +54,8 @@ impl Resp {
 /// A client of an environment, with its secret.
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub env_id: String,
-    pub id: String,
+    pub env_id: EnvironmentId,
+    pub id: ApplicationId,
     pub secret: String,
 }
 
@@ -262,8 +262,8 @@ impl Harness {
             .await;
         assert_eq!(s.status, StatusCode::OK);
         Client {
-            env_id: env_id.to_owned(),
-            id,
+            env_id: env_id.into(),
+            id: id.into(),
             secret: s.body["secret"].as_str().unwrap().to_owned(),
         }
     }
