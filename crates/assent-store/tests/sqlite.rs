@@ -50,6 +50,68 @@ mod file {
         .await;
     }
 
+    /// Typed ids are stored as the plain TEXT of the id (not, say, as JSON strings), in the
+    /// columns a request and its access token use.
+    #[tokio::test]
+    async fn ids_are_stored_as_plain_text() {
+        use assent_store::prelude::*;
+        use assent_store::testsuite::{access_token, seed};
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}-ids.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let s = seed(&store).await;
+        let req = s.request();
+        store
+            .apply(&assent_core::ciba::admit(req.clone(), None))
+            .await
+            .unwrap();
+        let token = access_token(&req);
+        store.insert_access_token(&token).await.unwrap();
+        store.close().await;
+
+        let url = format!("sqlite://{}", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let row: (String, String, String, String, String) = sqlx::query_as(
+            "SELECT typeof(environment_id) || typeof(auth_req_id) || typeof(application_id)
+                    || typeof(user_id),
+                    environment_id, auth_req_id, application_id, user_id
+             FROM ciba_requests",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            row,
+            (
+                "text".repeat(4),
+                s.env.id.to_string(),
+                req.auth_req_id.to_string(),
+                s.app.id.to_string(),
+                s.user.id.to_string(),
+            )
+        );
+        let row: (String, String, String) = sqlx::query_as(
+            "SELECT typeof(user_id) || typeof(auth_req_id), user_id, auth_req_id
+             FROM access_tokens",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            row,
+            (
+                "text".repeat(2),
+                s.user.id.to_string(),
+                req.auth_req_id.to_string()
+            )
+        );
+        pool.close().await;
+    }
+
     #[tokio::test]
     async fn reopening_keeps_data_and_migrations_are_idempotent() {
         use assent_store::prelude::*;
