@@ -5,7 +5,6 @@
 
 pub mod clock;
 pub mod correlation;
-pub mod decisions;
 pub mod error;
 pub mod form;
 pub mod health;

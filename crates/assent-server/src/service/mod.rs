@@ -16,6 +16,7 @@ use crate::outbound::JwksCache;
 use crate::state::ServerConfig;
 
 pub mod backchannel;
+pub mod decisions;
 pub mod grants;
 pub mod introspection;
 pub mod tokens;

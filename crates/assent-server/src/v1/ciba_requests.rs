@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{ApiQuery, list_body};
-use crate::decisions::{DecideFailure, DecisionInput, decide};
 use crate::error::{ApiError, ApiErrorCode};
+use crate::service::decisions::{DecideFailure, DecisionInput, decide};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {

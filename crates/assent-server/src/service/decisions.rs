@@ -10,7 +10,7 @@ use assent_core::{
 };
 use assent_store::StoreError;
 
-use crate::state::AppState;
+use super::Deps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecideFailure {
@@ -40,7 +40,7 @@ pub struct DecisionInput {
 }
 
 pub async fn decide(
-    state: &AppState,
+    state: &Deps,
     env_id: &EnvironmentId,
     auth_req_id: &AuthReqId,
     input: DecisionInput,
