@@ -262,6 +262,39 @@ pub fn admit(request: CibaRequest, abuse: Option<AbuseGuard>) -> Transition {
     )
 }
 
+/// The admission of a request made by `user` in an environment of `env_type`, with the user's
+/// automatic answer if it has one (§6.5, SANDBOX only): an answer without delay is stored with
+/// the request itself (already decided, channel AUTO, amr `["sim"]`, decided at its creation),
+/// so the first poll finds it decided and no work is scheduled; an answer with a delay is
+/// scheduled work `work` carried by the same admission ([`auto_decision`]).
+pub fn admit_for(
+    mut request: CibaRequest,
+    abuse: Option<AbuseGuard>,
+    env_type: EnvironmentType,
+    user: &User,
+    work: WorkId,
+) -> Transition {
+    let Some(answer) = auto_decision(env_type, user, &request, work) else {
+        return admit(request, abuse);
+    };
+    if answer.due_at > request.created_at {
+        let mut t = admit(request, abuse);
+        t.schedule.push(answer);
+        return t;
+    }
+    let Job::AutoDecision { outcome, .. } = answer.job;
+    request.status = decided_status(outcome);
+    request.decision = Some(Decision {
+        outcome,
+        channel: DecisionChannel::Auto,
+        device_id: None,
+        amr: vec!["sim".into()],
+        evidence: None,
+        decided_at: request.created_at,
+    });
+    admit(request, abuse)
+}
+
 /// Records the poll [`evaluate_poll`] judged on `req` (its `update`), as a compare-and-set on
 /// the poll state `req` was read with: of two polls judged on the same state, one is recorded
 /// and the other loses and is judged again, so every answered poll counts towards `slow_down`.
@@ -772,6 +805,85 @@ mod tests {
             auto_decision(EnvironmentType::Sandbox, &user, &req, id()),
             None
         );
+    }
+
+    #[test]
+    fn an_automatic_answer_without_delay_is_stored_with_the_request() {
+        let t0 = Timestamp(1_800_000_000_000);
+        let req = CibaRequest {
+            auth_req_id: "req-1".into(),
+            environment_id: "env".into(),
+            application_id: "app".into(),
+            user_id: "user".into(),
+            scope: "openid".into(),
+            binding_message: None,
+            acr_values: None,
+            authorization_details: None,
+            delivery_mode: DeliveryMode::Poll,
+            client_notification_token: None,
+            created_at: t0,
+            expires_at: t0.plus_secs(120),
+            interval_seconds: 2,
+            last_polled_at: None,
+            status: CibaStatus::Pending,
+            decision: None,
+            redeemed_at: None,
+        };
+        let mut user = User {
+            id: "user".into(),
+            environment_id: "env".into(),
+            username: "robot".into(),
+            email: None,
+            given_name: None,
+            family_name: None,
+            phone_number: None,
+            password_hash: None,
+            enabled: true,
+            auto_decision: Some(AutoDecision::Approve),
+            auto_decision_delay_ms: Some(0),
+            created_at: t0,
+            updated_at: t0,
+        };
+        let id = || WorkId("work-1".into());
+        let inserted = |t: &Transition| match &t.change {
+            Change::InsertRequest { request } => request.clone(),
+            other => panic!("not an admission: {other:?}"),
+        };
+
+        // No delay: decided in the admission, nothing scheduled.
+        let t = admit_for(req.clone(), None, EnvironmentType::Sandbox, &user, id());
+        assert!(t.schedule.is_empty());
+        let stored = inserted(&t);
+        assert_eq!(stored.status, CibaStatus::Approved);
+        let decision = stored.decision.unwrap();
+        assert_eq!(decision.channel, DecisionChannel::Auto);
+        assert_eq!(decision.amr, vec!["sim".to_owned()]);
+        assert_eq!(decision.decided_at, t0);
+        assert_eq!(
+            evaluate_poll(&inserted(&t), &"app".into(), t0),
+            PollVerdict::Redeem
+        );
+
+        user.auto_decision = Some(AutoDecision::Deny);
+        user.auto_decision_delay_ms = None;
+        let t = admit_for(req.clone(), None, EnvironmentType::Sandbox, &user, id());
+        assert_eq!(inserted(&t).status, CibaStatus::Denied);
+
+        // A delay: pending, the answer scheduled in the same transition.
+        user.auto_decision_delay_ms = Some(1);
+        let t = admit_for(req.clone(), None, EnvironmentType::Sandbox, &user, id());
+        assert_eq!(inserted(&t).status, CibaStatus::Pending);
+        assert_eq!(t.schedule.len(), 1);
+        assert_eq!(t.schedule[0].due_at, t0.plus_millis(1));
+
+        // PRODUCTION, or no automatic answer: a plain pending admission.
+        let t = admit_for(req.clone(), None, EnvironmentType::Production, &user, id());
+        assert_eq!(inserted(&t).status, CibaStatus::Pending);
+        assert!(t.schedule.is_empty());
+        user.auto_decision = None;
+        let t = admit_for(req, None, EnvironmentType::Sandbox, &user, id());
+        assert_eq!(t, admit(inserted(&t), None));
+        assert_eq!(inserted(&t).status, CibaStatus::Pending);
     }
 }
 

@@ -111,16 +111,17 @@ impl BackchannelService {
             redeemed_at: None,
         };
         // Durable before the acknowledgement leaves, with the automatic answer of a SANDBOX
-        // user (§6.5) scheduled in the same transaction. The abuse limits are checked in that
-        // transaction too; without limits (SANDBOX default) it is a plain insert.
+        // user (§6.5) in the same transaction: stored with the request when it has no delay,
+        // scheduled otherwise. The abuse limits are checked in that transaction too; without
+        // limits (SANDBOX default) it is a plain insert.
         let abuse = assent_core::ciba::abuse_guard(&env.abuse_limits, now);
-        let mut admission = assent_core::ciba::admit(req.clone(), abuse);
-        admission.schedule.extend(assent_core::ciba::auto_decision(
+        let admission = assent_core::ciba::admit_for(
+            req.clone(),
+            abuse,
             env.env_type,
             &user,
-            &req,
             WorkId(assent_core::new_id()),
-        ));
+        );
         match state.store.apply(&admission).await? {
             Applied::Won => {}
             Applied::Limited { limit, free_at } => {

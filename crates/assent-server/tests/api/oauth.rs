@@ -3788,3 +3788,42 @@ async fn the_token_endpoint_answers_the_grants_of_the_registry_built_with_the_st
     let id = h.start(&client, "openid").await;
     assert_eq!(h.poll(&client, &id).await.error(), "authorization_pending");
 }
+
+#[tokio::test]
+async fn an_automatic_answer_without_delay_is_there_at_the_first_poll() {
+    let h = Harness::new().await;
+    let (c, _) = h.sandbox().await;
+    h.create_user(
+        &c.env_id,
+        json!({"username": "robot", "autoDecision": "APPROVE", "autoDecisionDelayMs": 0}),
+    )
+    .await;
+    let r = start_for(&h, &c, "robot").await;
+    assert_ok(&r);
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    // No pass of the worker, no time moved: the answer was stored with the request, and no
+    // work was scheduled for it.
+    assert_eq!(h.store.next_work_due().await.unwrap(), None);
+    let r = h.poll(&c, &id).await;
+    assert_ok(&r);
+    assert!(r.body["access_token"].is_string(), "{}", r.text);
+    let g = h
+        .admin(
+            Method::GET,
+            &format!("/v1/environments/{}/cibaRequests/{id}", c.env_id),
+            None,
+        )
+        .await;
+    assert_eq!(g.body["decision"]["channel"], "AUTO", "{}", g.text);
+    assert_eq!(g.body["decision"]["amr"], json!(["sim"]), "{}", g.text);
+
+    h.create_user(
+        &c.env_id,
+        json!({"username": "denier", "autoDecision": "DENY", "autoDecisionDelayMs": 0}),
+    )
+    .await;
+    let r = start_for(&h, &c, "denier").await;
+    let id = r.body["auth_req_id"].as_str().unwrap().to_owned();
+    let r = h.poll(&c, &id).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "access_denied");
+}
