@@ -8,6 +8,8 @@
 //!   write);
 //! - `flow`: whole CIBA flows: backchannel request → simulated approval → token redemption
 //!   (two RS256 signatures per flow);
+//! - `init`: acknowledgements only (`POST /cibaAuthorization`, each request durable before its
+//!   answer): the clearest measure of the store's write path;
 //! - `sign`: RS256 signing alone, for comparison.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,7 +34,7 @@ fn opts() -> Opts {
     let mut o = Opts {
         seconds: 10,
         concurrency: 32,
-        scenarios: vec!["poll".into(), "flow".into(), "sign".into()],
+        scenarios: vec!["poll".into(), "init".into(), "flow".into(), "sign".into()],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -300,6 +302,17 @@ fn main() {
                     })
                     .await;
                     report.print("poll", "polls");
+                }
+                "init" => {
+                    let s = server.clone();
+                    let report = drive(o.seconds, o.concurrency, move |_, _| {
+                        let s = s.clone();
+                        async move {
+                            s.start_request().await;
+                        }
+                    })
+                    .await;
+                    report.print("init", "acks");
                 }
                 "flow" => {
                     let s = server.clone();
