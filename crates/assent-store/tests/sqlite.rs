@@ -112,6 +112,35 @@ mod file {
         pool.close().await;
     }
 
+    /// A transition queued when the store is closed is answered with an error (it never ran,
+    /// nothing hangs), and so is one applied afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_fails_queued_transitions_without_hanging() {
+        use assent_store::prelude::*;
+        let store = std::sync::Arc::new(store().await);
+        let s = assent_store::testsuite::seed(store.as_ref()).await;
+        let req = s.request();
+        let admit = assent_core::ciba::admit(req.clone(), None);
+        let held = store.hold_writes().await.unwrap();
+        let queued = {
+            let store = std::sync::Arc::clone(&store);
+            let admit = admit.clone();
+            tokio::spawn(async move { store.apply(&admit).await })
+        };
+        while store.write_stats().queued < 1 {
+            tokio::task::yield_now().await;
+        }
+        store.close().await;
+        drop(held);
+        let err = queued.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, assent_store::StoreError::Database(_)),
+            "{err}"
+        );
+        assert!(store.apply(&admit).await.is_err());
+        assert_eq!(store.write_stats().commits, 0);
+    }
+
     #[tokio::test]
     async fn reopening_keeps_data_and_migrations_are_idempotent() {
         use assent_store::prelude::*;
