@@ -66,10 +66,12 @@ struct Server {
     client_id: String,
     secret: String,
     http: reqwest::Client,
+    store: Arc<dyn Store>,
 }
 
 async fn start_server(dir: &std::path::Path) -> Server {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("bench.db")).await.unwrap());
+    let store_handle = Arc::clone(&store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
@@ -151,6 +153,7 @@ async fn start_server(dir: &std::path::Path) -> Server {
         client_id,
         secret: secret["secret"].as_str().unwrap().to_owned(),
         http,
+        store: store_handle,
     }
 }
 
@@ -283,6 +286,7 @@ fn main() {
                 .unwrap_or(0)
         );
         for scenario in &o.scenarios {
+            let writes = server.store.write_stats();
             match scenario.as_str() {
                 "poll" => {
                     let mut ids = Vec::new();
@@ -351,6 +355,17 @@ fn main() {
                     );
                 }
                 other => println!("unknown scenario {other}"),
+            }
+            let after = server.store.write_stats();
+            let (transitions, commits) = (
+                after.transitions - writes.transitions,
+                after.commits - writes.commits,
+            );
+            if commits > 0 {
+                println!(
+                    "       store: {transitions} durable transitions in {commits} commits ({:.1} per commit)",
+                    transitions as f64 / commits as f64
+                );
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -85,10 +85,14 @@ impl SqliteStore {
             .map_err(db_err)?;
         let bookkeeping = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(db_err)?;
-        Self::migrated(pool, bookkeeping).await
+        // The writer's own connection (`synchronous=FULL`): a batch waits for no pool.
+        let own = sqlx::ConnectOptions::connect(&options)
+            .await
+            .map_err(db_err)?;
+        Self::migrated(pool, bookkeeping, writer::WriteConnection::Own(own)).await
     }
 
     /// A private in-memory database (for tests). The pool holds exactly one connection that
@@ -107,12 +111,17 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Self::migrated(pool.clone(), pool).await
+        let writes = writer::WriteConnection::Pool(pool.clone());
+        Self::migrated(pool.clone(), pool, writes).await
     }
 
     /// Migrates the database behind `pool` and starts the writer (on the current Tokio
     /// runtime).
-    async fn migrated(pool: SqlitePool, bookkeeping: SqlitePool) -> StoreResult<SqliteStore> {
+    async fn migrated(
+        pool: SqlitePool,
+        bookkeeping: SqlitePool,
+        writes: writer::WriteConnection,
+    ) -> StoreResult<SqliteStore> {
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
@@ -120,16 +129,17 @@ impl SqliteStore {
         rekey_identifiers(&pool).await?;
         let wake_ups = InProcessWakeUps::new();
         Ok(SqliteStore {
-            writer: writer::Writer::start(pool.clone(), wake_ups.clone()),
+            writer: writer::Writer::start(writes, wake_ups.clone()),
             pool,
             bookkeeping,
             wake_ups,
         })
     }
 
-    /// Closes the pools (checkpointing the WAL); further calls fail, transitions queued for
-    /// the writer included. The writer task ends when the store is dropped.
+    /// Stops the writer once it has applied what is queued, then closes the pools
+    /// (checkpointing the WAL); further calls fail.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.bookkeeping.close().await;
         self.pool.close().await;
     }

@@ -13,14 +13,15 @@
 //! writer, so a caller that stops waiting cannot lose them.
 //!
 //! There is no timer: a lone write at low load is a batch of one and commits at once. The
-//! writer ends when the store (the queue's sender) is dropped; a caller whose transition never
-//! ran (the writer is gone) gets an error, never a hang.
+//! writer ends when the store is closed (after applying what was queued before the close) or
+//! dropped; a caller whose transition never ran (the writer is gone) gets an error, never a
+//! hang.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use assent_core::transition::{Applied, Transition};
-use sqlx::SqlitePool;
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::db_err;
@@ -43,7 +44,24 @@ pub(super) struct Writer {
     gate: Arc<Semaphore>,
 }
 
-struct Job {
+/// Where the writer writes: its own connection (a file database, so that a batch needs no
+/// pool hand-off) or, for the in-memory database, the pool's one connection, taken per batch.
+pub(super) enum WriteConnection {
+    Own(SqliteConnection),
+    Pool(SqlitePool),
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every job is an Apply: boxing it would allocate once per transition"
+)]
+enum Job {
+    Apply(Queued),
+    /// Stop after what is queued before it, closing the writer's own connection.
+    Close(oneshot::Sender<()>),
+}
+
+struct Queued {
     transition: Transition,
     answer: oneshot::Sender<StoreResult<Applied>>,
 }
@@ -57,12 +75,12 @@ struct Counters {
 
 impl Writer {
     /// Starts the writer task on the current Tokio runtime, writing through `pool`.
-    pub(super) fn start(pool: SqlitePool, wake_ups: InProcessWakeUps) -> Writer {
+    pub(super) fn start(conn: WriteConnection, wake_ups: InProcessWakeUps) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
         let gate = Arc::new(Semaphore::new(1));
         tokio::spawn(run(
-            pool,
+            conn,
             wake_ups,
             jobs,
             Arc::clone(&counters),
@@ -80,12 +98,22 @@ impl Writer {
     pub(super) async fn apply(&self, transition: Transition) -> StoreResult<Applied> {
         let (answer, answered) = oneshot::channel();
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        let job = Job { transition, answer };
+        let job = Job::Apply(Queued { transition, answer });
         if self.queue.send(job).await.is_err() {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(writer_gone());
         }
         answered.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Applies what is queued, then stops the writer (closing its connection); later
+    /// transitions fail.
+    pub(super) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Job::Close(done)).await.is_ok() {
+            // An error means the writer is gone already.
+            let _ = closed.await;
+        }
     }
 
     pub(super) fn stats(&self) -> WriteStats {
@@ -111,27 +139,47 @@ fn writer_gone() -> StoreError {
 }
 
 async fn run(
-    pool: SqlitePool,
+    mut conn: WriteConnection,
     wake_ups: InProcessWakeUps,
     mut jobs: mpsc::Receiver<Job>,
     counters: Arc<Counters>,
     gate: Arc<Semaphore>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.recv().await {
+    let mut close = None;
+    while close.is_none() {
+        let Some(first) = jobs.recv().await else {
+            break;
+        };
         // Never closed, so `Err` cannot happen; without a permit the batch simply goes ahead.
         let _held = gate.acquire().await.ok();
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Apply(queued) => batch.push(queued),
+                Job::Close(done) => {
+                    close = Some(done);
+                    break;
+                }
             }
+            if batch.len() < MAX_BATCH {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         counters
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        match apply_batch(&pool, &batch).await {
+        let applied = match &mut conn {
+            WriteConnection::Own(c) => apply_batch(c, &batch).await,
+            WriteConnection::Pool(pool) => match pool.acquire().await {
+                Ok(mut c) => apply_batch(&mut c, &batch).await,
+                Err(e) => Err(db_err(e)),
+            },
+        };
+        match applied {
             Ok(outcomes) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters
@@ -157,14 +205,27 @@ async fn run(
             }
         }
     }
+    // Jobs still queued are dropped with the queue: their callers get `writer_gone`.
+    drop(jobs);
+    if let WriteConnection::Own(c) = conn
+        && let Err(e) = c.close().await
+    {
+        tracing::warn!(error = %e, "closing the writer's connection failed");
+    }
+    if let Some(done) = close {
+        let _ = done.send(());
+    }
 }
 
 /// One transaction for the whole batch, one savepoint per transition. `Ok` holds each
 /// transition's own outcome (in batch order) once the COMMIT succeeded.
-async fn apply_batch(pool: &SqlitePool, batch: &[Job]) -> StoreResult<Vec<StoreResult<Written>>> {
+async fn apply_batch(
+    conn: &mut SqliteConnection,
+    batch: &[Queued],
+) -> StoreResult<Vec<StoreResult<Written>>> {
     // IMMEDIATE takes the write lock up front: no other writer (a pool connection or another
     // process on the file) can slip between a guard and its write.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
         sqlx::raw_sql("SAVEPOINT one")
