@@ -8,6 +8,8 @@
 //!   write);
 //! - `flow`: whole CIBA flows: backchannel request → simulated approval → token redemption
 //!   (two RS256 signatures per flow);
+//! - `init`: acknowledgements only (`POST /cibaAuthorization`, each request durable before its
+//!   answer): the clearest measure of the store's write path;
 //! - `sign`: RS256 signing alone, for comparison.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,7 +34,7 @@ fn opts() -> Opts {
     let mut o = Opts {
         seconds: 10,
         concurrency: 32,
-        scenarios: vec!["poll".into(), "flow".into(), "sign".into()],
+        scenarios: vec!["poll".into(), "init".into(), "flow".into(), "sign".into()],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -64,10 +66,12 @@ struct Server {
     client_id: String,
     secret: String,
     http: reqwest::Client,
+    store: Arc<dyn Store>,
 }
 
 async fn start_server(dir: &std::path::Path) -> Server {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("bench.db")).await.unwrap());
+    let store_handle = Arc::clone(&store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
@@ -149,6 +153,7 @@ async fn start_server(dir: &std::path::Path) -> Server {
         client_id,
         secret: secret["secret"].as_str().unwrap().to_owned(),
         http,
+        store: store_handle,
     }
 }
 
@@ -281,6 +286,7 @@ fn main() {
                 .unwrap_or(0)
         );
         for scenario in &o.scenarios {
+            let writes = server.store.write_stats();
             match scenario.as_str() {
                 "poll" => {
                     let mut ids = Vec::new();
@@ -300,6 +306,17 @@ fn main() {
                     })
                     .await;
                     report.print("poll", "polls");
+                }
+                "init" => {
+                    let s = server.clone();
+                    let report = drive(o.seconds, o.concurrency, move |_, _| {
+                        let s = s.clone();
+                        async move {
+                            s.start_request().await;
+                        }
+                    })
+                    .await;
+                    report.print("init", "acks");
                 }
                 "flow" => {
                     let s = server.clone();
@@ -338,6 +355,17 @@ fn main() {
                     );
                 }
                 other => println!("unknown scenario {other}"),
+            }
+            let after = server.store.write_stats();
+            let (transitions, commits) = (
+                after.transitions - writes.transitions,
+                after.commits - writes.commits,
+            );
+            if commits > 0 {
+                println!(
+                    "       store: {transitions} durable transitions in {commits} commits ({:.1} per commit)",
+                    transitions as f64 / commits as f64
+                );
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

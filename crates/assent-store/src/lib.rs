@@ -23,7 +23,7 @@ pub mod testsuite;
 mod wakeups;
 
 pub use open::{StoreConfig, open};
-pub use sqlite::SqliteStore;
+pub use sqlite::{HeldWrites, SqliteStore};
 pub use wakeups::{InProcessWakeUps, WakeKey, WakeUp, WakeUps};
 
 /// The store traits, for callers that hold a concrete store or a generic one
@@ -35,7 +35,7 @@ pub mod prelude {
     };
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The row does not exist (in this environment).
     #[error("not found")]
@@ -348,7 +348,28 @@ pub trait Transitions: Send + Sync {
     ///
     /// The one exception to "durable on return": a poll record that causes nothing else may
     /// be committed without an fsync (docs/store.md).
+    ///
+    /// Concurrent transitions may share one transaction and one commit (group commit,
+    /// docs/store.md); each is still judged on its own guard, in order, and each caller gets
+    /// its own outcome. If that shared commit fails, every transition of it fails with the
+    /// error and none is durable.
     async fn apply(&self, t: &Transition) -> StoreResult<Applied>;
+
+    /// How the durable transitions applied so far were grouped into commits (for `/metrics`,
+    /// and for tests that check batching happened).
+    fn write_stats(&self) -> WriteStats;
+}
+
+/// Counters of [`Transitions::apply`]'s group commits since the store opened. Poll bookkeeping
+/// committed without an fsync is not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transitions applied in committed transactions (won, lost or failed on their own).
+    pub transitions: u64,
+    /// Committed transactions (each one fsync).
+    pub commits: u64,
+    /// Transitions waiting for the writer now.
+    pub queued: u64,
 }
 
 /// A piece of scheduled work held by one worker until `claimed_until`.

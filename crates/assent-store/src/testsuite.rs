@@ -105,6 +105,14 @@ macro_rules! store_test_suite {
             refresh_rotate_concurrently,
             ciba_decide_redeem_expire_race,
         );
+        $crate::store_test_suite!(@held $factory;
+            group_commit_decisions_in_one_batch,
+            group_commit_redemptions_in_one_batch,
+            group_commit_admissions_in_one_batch,
+            group_commit_failure_fails_its_caller_only,
+            group_commit_sees_earlier_transitions_of_its_batch,
+            group_commit_races_across_batches,
+        );
     };
     (@by_ref $factory:expr; $($name:ident),+ $(,)?) => {
         $(
@@ -112,6 +120,14 @@ macro_rules! store_test_suite {
             async fn $name() {
                 let store = $factory.await;
                 $crate::testsuite::$name(&store).await;
+            }
+        )+
+    };
+    (@held $factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::testsuite::$name(::std::sync::Arc::new($factory.await)).await;
             }
         )+
     };
@@ -3662,4 +3678,330 @@ where
             .unwrap()
             .is_empty()
     );
+}
+
+// --- group commit -----------------------------------------------------------------------------
+
+/// What the group-commit tests need beyond [`Store`]: a way to hold the writer, so that the
+/// transitions applied meanwhile queue up (`WriteStats::queued`) and then share one batch.
+#[async_trait::async_trait]
+pub trait HoldWrites: Store {
+    /// The writer starts no batch until the returned value is dropped.
+    async fn hold_writes(&self) -> Box<dyn Send>;
+}
+
+#[async_trait::async_trait]
+impl HoldWrites for crate::SqliteStore {
+    async fn hold_writes(&self) -> Box<dyn Send> {
+        Box::new(crate::SqliteStore::hold_writes(self).await.unwrap())
+    }
+}
+
+/// What applying a batch came to: each transition's outcome, in queue order, and what the
+/// store's write counters moved by.
+struct Batch {
+    outcomes: Vec<StoreResult<Applied>>,
+    commits: u64,
+    transitions: u64,
+}
+
+/// Applies `transitions` from concurrent tasks while the writer is held, each queued before the
+/// next is started (so the queue order is the order given), then lets the writer go: they are
+/// applied together, in that order, as far as the store's batch cap allows.
+async fn in_one_batch<S: HoldWrites + 'static>(
+    store: &Arc<S>,
+    transitions: Vec<Transition>,
+) -> Batch {
+    let before = store.write_stats();
+    let held = store.hold_writes().await;
+    let mut tasks = Vec::new();
+    for t in transitions {
+        let applier = Arc::clone(store);
+        tasks.push(tokio::spawn(async move { applier.apply(&t).await }));
+        wait_until_queued(store.as_ref(), before.queued + tasks.len() as u64).await;
+    }
+    drop(held);
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let after = store.write_stats();
+    Batch {
+        outcomes,
+        commits: after.commits - before.commits,
+        transitions: after.transitions - before.transitions,
+    }
+}
+
+/// Yields until `n` transitions wait for the writer (a condition, not a time).
+async fn wait_until_queued(store: &dyn Store, n: u64) {
+    while store.write_stats().queued < n {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn won_count(outcomes: &[StoreResult<Applied>]) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Applied::Won)))
+        .count()
+}
+
+/// The batch really was grouped: every transition ran, in fewer commits than transitions.
+fn assert_grouped(batch: &Batch, n: usize) {
+    assert_eq!(batch.transitions, n as u64, "every transition was applied");
+    assert!(
+        batch.commits < batch.transitions,
+        "{} commits for {} transitions",
+        batch.commits,
+        batch.transitions
+    );
+}
+
+/// Sixty-four decisions of one pending request in one batch: the first wins, every other one
+/// sees it and loses, exactly as if they had been applied one after another.
+pub async fn group_commit_decisions_in_one_batch<S: HoldWrites + 'static>(store: Arc<S>) {
+    let s = seed(store.as_ref()).await;
+    let req = s.pending(store.as_ref()).await;
+    let outcomes = [DecisionOutcome::Approve, DecisionOutcome::Deny];
+    let decisions: Vec<Decision> = (0..64)
+        .map(|i| Decision {
+            evidence: Some(serde_json::json!({ "attempt": i })),
+            ..decision(outcomes[i % outcomes.len()])
+        })
+        .collect();
+    let transitions = decisions
+        .iter()
+        .map(|d| ciba::decide(&req, d.clone(), NOW).unwrap())
+        .collect();
+    let batch = in_one_batch(&store, transitions).await;
+    assert_grouped(&batch, 64);
+    assert_eq!(won_count(&batch.outcomes), 1, "{:?}", batch.outcomes);
+    assert!(matches!(batch.outcomes[0], Ok(Applied::Won)));
+    assert!(
+        batch.outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, Ok(Applied::Lost)))
+    );
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Approved);
+    assert_eq!(got.decision.as_ref(), Some(&decisions[0]));
+}
+
+/// Sixty-four redemptions of one approved request in one batch: one wins, and only its tokens
+/// are stored.
+pub async fn group_commit_redemptions_in_one_batch<S: HoldWrites + 'static>(store: Arc<S>) {
+    let s = seed(store.as_ref()).await;
+    let req = s.approved(store.as_ref()).await;
+    let issued: Vec<IssuedTokens> = (0..64)
+        .map(|_| IssuedTokens {
+            access_token: access_token(&req),
+            refresh_token: Some(refresh_token(&req, &new_id())),
+        })
+        .collect();
+    let transitions = issued
+        .iter()
+        .map(|tokens| ciba::redeem(&req, tokens.clone(), NOW))
+        .collect();
+    let batch = in_one_batch(&store, transitions).await;
+    assert_grouped(&batch, 64);
+    assert_eq!(won_count(&batch.outcomes), 1, "{:?}", batch.outcomes);
+    for (outcome, tokens) in batch.outcomes.iter().zip(&issued) {
+        let stored = store
+            .get_access_token(&s.env.id, &tokens.access_token.jti)
+            .await
+            .unwrap();
+        let hash = &tokens.refresh_token.as_ref().unwrap().token_hash;
+        let refresh = store.get_refresh_token(&s.env.id, hash).await.unwrap();
+        match outcome {
+            Ok(Applied::Won) => {
+                assert!(stored.is_some() && refresh.is_some(), "the winner's tokens");
+            }
+            Ok(Applied::Lost) => {
+                assert!(stored.is_none() && refresh.is_none(), "a loser's tokens");
+            }
+            other => panic!("a redemption wins or loses: {other:?}"),
+        }
+    }
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Redeemed);
+}
+
+/// Sixty-four independent admissions in one batch: all win, all are readable afterwards, and
+/// they took fewer commits than transitions.
+pub async fn group_commit_admissions_in_one_batch<S: HoldWrites + 'static>(store: Arc<S>) {
+    let s = seed(store.as_ref()).await;
+    let requests: Vec<CibaRequest> = (0..64).map(|_| s.request()).collect();
+    let transitions = requests
+        .iter()
+        .map(|r| ciba::admit(r.clone(), None))
+        .collect();
+    let batch = in_one_batch(&store, transitions).await;
+    assert_grouped(&batch, 64);
+    assert_eq!(won_count(&batch.outcomes), 64, "{:?}", batch.outcomes);
+    for req in &requests {
+        let got = store
+            .get_ciba_request(&s.env.id, &req.auth_req_id)
+            .await
+            .unwrap();
+        assert_eq!(&got, req);
+    }
+}
+
+/// A transition that fails inside a batch (a duplicate `auth_req_id`, whether stored before or
+/// admitted earlier in the same batch) fails for its caller only: the others are written.
+pub async fn group_commit_failure_fails_its_caller_only<S: HoldWrites + 'static>(store: Arc<S>) {
+    let s = seed(store.as_ref()).await;
+    let stored = s.pending(store.as_ref()).await;
+    let (a, b, c) = (s.request(), s.request(), s.request());
+    let admit = |r: &CibaRequest| ciba::admit(r.clone(), None);
+    let batch = in_one_batch(
+        &store,
+        vec![
+            admit(&a),
+            admit(&stored),
+            admit(&b),
+            admit(&b),
+            ciba::decide(&a, decision(DecisionOutcome::Approve), NOW).unwrap(),
+            admit(&c),
+        ],
+    )
+    .await;
+    assert_grouped(&batch, 6);
+    let conflict =
+        |o: &StoreResult<Applied>| matches!(o, Err(StoreError::Conflict(UniqueField::AuthReqId)));
+    let o = &batch.outcomes;
+    assert!(matches!(o[0], Ok(Applied::Won)), "{o:?}");
+    assert!(conflict(&o[1]), "{o:?}");
+    assert!(matches!(o[2], Ok(Applied::Won)), "{o:?}");
+    assert!(conflict(&o[3]), "{o:?}");
+    assert!(matches!(o[4], Ok(Applied::Won)), "{o:?}");
+    assert!(matches!(o[5], Ok(Applied::Won)), "{o:?}");
+    let get = |r: &CibaRequest| {
+        let store = Arc::clone(&store);
+        let id = r.auth_req_id.clone();
+        let env = s.env.id.clone();
+        async move { store.get_ciba_request(&env, &id).await.unwrap() }
+    };
+    assert_eq!(get(&a).await.status, CibaStatus::Approved);
+    assert_eq!(get(&b).await, b);
+    assert_eq!(get(&c).await, c);
+    assert_eq!(get(&stored).await, stored);
+}
+
+/// In one batch a request is admitted, decided, decided again, redeemed and redeemed again:
+/// each transition sees the ones before it, so the outcomes are those of applying them one
+/// after another.
+pub async fn group_commit_sees_earlier_transitions_of_its_batch<S: HoldWrites + 'static>(
+    store: Arc<S>,
+) {
+    let s = seed(store.as_ref()).await;
+    let req = s.request();
+    let tokens = |req: &CibaRequest| IssuedTokens {
+        access_token: access_token(req),
+        refresh_token: None,
+    };
+    let (first, second) = (tokens(&req), tokens(&req));
+    let batch = in_one_batch(
+        &store,
+        vec![
+            ciba::admit(req.clone(), None),
+            ciba::decide(&req, decision(DecisionOutcome::Approve), NOW).unwrap(),
+            ciba::decide(&req, decision(DecisionOutcome::Deny), NOW).unwrap(),
+            ciba::redeem(&req, first.clone(), NOW),
+            ciba::redeem(&req, second.clone(), NOW),
+        ],
+    )
+    .await;
+    assert_grouped(&batch, 5);
+    let o = &batch.outcomes;
+    assert!(matches!(o[0], Ok(Applied::Won)), "{o:?}");
+    assert!(matches!(o[1], Ok(Applied::Won)), "{o:?}");
+    assert!(matches!(o[2], Ok(Applied::Lost)), "{o:?}");
+    assert!(matches!(o[3], Ok(Applied::Won)), "{o:?}");
+    assert!(matches!(o[4], Ok(Applied::Lost)), "{o:?}");
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.status, CibaStatus::Redeemed);
+    assert_eq!(
+        got.decision.map(|d| d.outcome),
+        Some(DecisionOutcome::Approve)
+    );
+    let jti = |t: &IssuedTokens| t.access_token.jti.clone();
+    assert!(
+        store
+            .get_access_token(&s.env.id, &jti(&first))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .get_access_token(&s.env.id, &jti(&second))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Two waves of decisions of one request judged on the same read: the first queued while the
+/// writer is held, the second racing in as it is let go (into that batch or later ones).
+/// Exactly one decision wins over both waves, the first of the first wave.
+pub async fn group_commit_races_across_batches<S: HoldWrites + 'static>(store: Arc<S>) {
+    let s = seed(store.as_ref()).await;
+    let req = s.pending(store.as_ref()).await;
+    let before = store.write_stats();
+    let decide = |i: usize| {
+        let d = Decision {
+            evidence: Some(serde_json::json!({ "attempt": i })),
+            ..decision(DecisionOutcome::Approve)
+        };
+        (ciba::decide(&req, d.clone(), NOW).unwrap(), d)
+    };
+    let held = store.hold_writes().await;
+    let mut tasks = Vec::new();
+    let spawn = |t: Transition| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.apply(&t).await.unwrap() })
+    };
+    let mut decisions = Vec::new();
+    for i in 0..32 {
+        let (t, d) = decide(i);
+        tasks.push(spawn(t));
+        decisions.push(d);
+        wait_until_queued(store.as_ref(), before.queued + tasks.len() as u64).await;
+    }
+    // The second wave starts as the writer is let go.
+    drop(held);
+    for i in 32..64 {
+        let (t, d) = decide(i);
+        tasks.push(spawn(t));
+        decisions.push(d);
+    }
+    let mut winners = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap().won() {
+            winners.push(i);
+        }
+    }
+    assert_eq!(
+        winners,
+        vec![0],
+        "exactly one decision wins, the first queued"
+    );
+    let after = store.write_stats();
+    assert_eq!(after.transitions - before.transitions, 64);
+    let got = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    assert_eq!(got.decision.as_ref(), Some(&decisions[0]));
 }

@@ -112,6 +112,54 @@ mod file {
         pool.close().await;
     }
 
+    /// Closing the store lets the writer apply what is already queued (its caller gets its
+    /// answer, nothing hangs); a transition applied after the close fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_answers_queued_transitions_and_fails_later_ones() {
+        use assent_store::prelude::*;
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}-close.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let store = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+        let s = assent_store::testsuite::seed(store.as_ref()).await;
+        let (queued, late) = (s.request(), s.request());
+        let held = store.hold_writes().await.unwrap();
+        let queued_apply = {
+            let store = std::sync::Arc::clone(&store);
+            let admit = assent_core::ciba::admit(queued.clone(), None);
+            tokio::spawn(async move { store.apply(&admit).await })
+        };
+        while store.write_stats().queued < 1 {
+            tokio::task::yield_now().await;
+        }
+        let closing = {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { store.close().await })
+        };
+        drop(held);
+        closing.await.unwrap();
+        assert!(queued_apply.await.unwrap().unwrap().won());
+        let err = store
+            .apply(&assent_core::ciba::admit(late, None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, assent_store::StoreError::Database(_)),
+            "{err}"
+        );
+        assert_eq!(store.write_stats().commits, 1);
+        drop(store);
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        reopened
+            .get_ciba_request(&s.env.id, &queued.auth_req_id)
+            .await
+            .unwrap();
+        reopened.close().await;
+    }
+
     #[tokio::test]
     async fn reopening_keeps_data_and_migrations_are_idempotent() {
         use assent_store::prelude::*;

@@ -12,9 +12,12 @@
 //! autocommitted statement) whose outcome is read from the affected row count, so concurrent
 //! callers (pool connections or processes sharing the file) cannot both win.
 //!
+//! Every other transition goes through one writer task (`writer`): the transitions queued when
+//! it wakes share one transaction, one commit and one fsync (group commit, docs/store.md).
+//!
 //! One file per aggregate (`directory`, `keys`, `ciba`, `tokens`, `jtis`, `work`), plus
-//! `transitions` (`Transitions::apply`, sequencing their SQL in one transaction); this one
-//! opens the database, migrates it, maps errors and purges.
+//! `transitions` (`Transitions::apply`, sequencing their SQL for one transition) and `writer`
+//! (the batches); this one opens the database, migrates it, maps errors and purges.
 
 mod ciba;
 mod directory;
@@ -25,14 +28,15 @@ mod rows;
 mod tokens;
 mod transitions;
 mod work;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use assent_core::Timestamp;
 use assent_core::identifier::comparison_key;
 use assent_core::retention::purge_cutoffs;
-use assent_core::{AuthReqId, EnvironmentId, Timestamp, UserId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
@@ -48,7 +52,15 @@ pub struct SqliteStore {
     bookkeeping: SqlitePool,
     /// Published on every state change of a CIBA request (this process only).
     wake_ups: InProcessWakeUps,
+    /// Applies every durable transition, in batches, through `pool`.
+    writer: writer::Writer,
 }
+
+/// While this lives, the writer starts no batch ([`SqliteStore::hold_writes`]).
+#[must_use = "the writer resumes when this is dropped"]
+pub struct HeldWrites(
+    #[expect(dead_code, reason = "held for its drop")] tokio::sync::OwnedSemaphorePermit,
+);
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,20 +83,21 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(db_err)?;
-        let store = Self::migrated(pool.clone(), pool).await?;
         let bookkeeping = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(db_err)?;
-        Ok(SqliteStore {
-            bookkeeping,
-            ..store
-        })
+        // The writer's own connection (`synchronous=FULL`): a batch waits for no pool.
+        let own = sqlx::ConnectOptions::connect(&options)
+            .await
+            .map_err(db_err)?;
+        Self::migrated(pool, bookkeeping, writer::WriteConnection::Own(own)).await
     }
 
     /// A private in-memory database (for tests). The pool holds exactly one connection that
-    /// is never recycled, so every caller sees the same data for the store's lifetime.
+    /// is never recycled, so every caller sees the same data for the store's lifetime; the
+    /// writer takes it for each batch like any other caller.
     pub async fn open_in_memory() -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(db_err)?
@@ -98,40 +111,44 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Self::migrated(pool.clone(), pool).await
+        let writes = writer::WriteConnection::Pool(pool.clone());
+        Self::migrated(pool.clone(), pool, writes).await
     }
 
-    async fn migrated(pool: SqlitePool, bookkeeping: SqlitePool) -> StoreResult<SqliteStore> {
+    /// Migrates the database behind `pool` and starts the writer (on the current Tokio
+    /// runtime).
+    async fn migrated(
+        pool: SqlitePool,
+        bookkeeping: SqlitePool,
+        writes: writer::WriteConnection,
+    ) -> StoreResult<SqliteStore> {
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         rekey_identifiers(&pool).await?;
+        let wake_ups = InProcessWakeUps::new();
         Ok(SqliteStore {
+            writer: writer::Writer::start(writes, wake_ups.clone()),
             pool,
             bookkeeping,
-            wake_ups: InProcessWakeUps::new(),
+            wake_ups,
         })
     }
 
-    /// Closes the pool (checkpointing the WAL); further calls fail.
+    /// Stops the writer once it has applied what is queued, then closes the pools
+    /// (checkpointing the WAL); further calls fail.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.bookkeeping.close().await;
         self.pool.close().await;
     }
 
-    /// Wakes the waiters on request `auth_req_id` and on its user (after a commit).
-    fn publish_request_change(
-        &self,
-        env_id: &EnvironmentId,
-        auth_req_id: &AuthReqId,
-        user_id: Option<&UserId>,
-    ) {
-        self.wake_ups
-            .publish(&WakeKey::request(env_id, auth_req_id));
-        if let Some(user_id) = user_id {
-            self.wake_ups.publish(&WakeKey::user(env_id, user_id));
-        }
+    /// Keeps the writer from starting its next batch until the returned value is dropped, so
+    /// that the transitions applied meanwhile queue up and then share one transaction (up to
+    /// 256 of them). For tests of group commit; `write_stats().queued` says how many wait.
+    pub async fn hold_writes(&self) -> StoreResult<HeldWrites> {
+        Ok(HeldWrites(self.writer.hold().await?))
     }
 
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {

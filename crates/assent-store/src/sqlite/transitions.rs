@@ -1,8 +1,8 @@
-//! `Transitions::apply` for SQLite: one `BEGIN IMMEDIATE` transaction per transition, in
-//! which the guard is a conditional statement (rows affected / `RETURNING`), followed by the
-//! change, the work it completes and the work it schedules; the wake-ups go out after the
-//! commit. The write lock is taken up front, so no other writer (pool connection or process
-//! sharing the file) can slip between a guard and its write.
+//! `Transitions::apply` for SQLite: a transition is handed to the writer (`writer.rs`), which
+//! applies it with the others queued at that moment in one `BEGIN IMMEDIATE` transaction, under
+//! its own savepoint: the guard is a conditional statement (rows affected / `RETURNING`),
+//! followed by the change, the work it completes and the work it schedules
+//! (`write_transition`); the wake-ups go out after the commit.
 //!
 //! The SQL of each aggregate stays in its file (`ciba.rs`, `tokens.rs`, `work.rs`); this one
 //! only sequences it.
@@ -12,11 +12,11 @@ use assent_core::{AuthReqId, Timestamp, UserId};
 use sqlx::SqliteConnection;
 
 use super::tokens::{insert_access_token, insert_refresh_token};
-use super::{SqliteStore, ciba, db_err, tokens, work};
-use crate::{StoreError, StoreResult, Transitions, WakeKey, WakeUps};
+use super::{SqliteStore, ciba, tokens, work};
+use crate::{StoreError, StoreResult, Transitions, WriteStats};
 
 /// What writing a change did.
-enum Written {
+pub(super) enum Written {
     /// The guard held and the change is written (not yet committed). `wake` is the request
     /// (and its user) to wake after the commit.
     Done { wake: Option<Wake> },
@@ -24,9 +24,9 @@ enum Written {
     Refused(Applied),
 }
 
-struct Wake {
-    auth_req_id: AuthReqId,
-    user_id: UserId,
+pub(super) struct Wake {
+    pub(super) auth_req_id: AuthReqId,
+    pub(super) user_id: UserId,
 }
 
 impl Written {
@@ -65,44 +65,45 @@ impl Transitions for SqliteStore {
         if let Some(won) = self.record_poll_unsynced(t).await? {
             return Ok(won);
         }
-        let mut tx = self.begin_write().await?;
-        let wake = match write_change(&mut tx, t).await? {
-            Written::Done { wake } => wake,
-            Written::Refused(applied) => {
-                tx.rollback().await.map_err(db_err)?;
-                return Ok(applied);
-            }
-        };
-        if let Some(id) = &t.completes
-            && !work::complete_work(&mut tx, &t.environment_id, id).await?
-        {
-            // Another worker finished it: this transition must not happen twice.
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(Applied::Lost);
-        }
-        if !t.schedule.is_empty() {
-            work::insert_work(&mut tx, &t.schedule, judged_at(t)).await?;
-        }
-        // None exist yet: the empty matches stop compiling when the audit log (issue #9) and
-        // the outbox (issue #10) add them, and the loops then write them here.
-        #[expect(clippy::never_loop, reason = "no audit entry exists yet")]
-        for entry in &t.audit {
-            match *entry {}
-        }
-        #[expect(clippy::never_loop, reason = "no outbox message exists yet")]
-        for message in &t.outbox {
-            match *message {}
-        }
-        tx.commit().await.map_err(db_err)?;
-        if let Some(w) = wake {
-            self.publish_request_change(&t.environment_id, &w.auth_req_id, Some(&w.user_id));
-        }
-        if !t.schedule.is_empty() {
-            // A worker sleeping until later work was due looks again.
-            self.wake_ups.publish(&WakeKey::Work);
-        }
-        Ok(Applied::Won)
+        self.writer.apply(t.clone()).await
     }
+
+    fn write_stats(&self) -> WriteStats {
+        self.writer.stats()
+    }
+}
+
+/// Writes `t` (checked) in the caller's transaction: the guard and the change, the work it
+/// completes, the work it schedules. On `Refused` or an error the caller rolls back what this
+/// wrote.
+pub(super) async fn write_transition(
+    conn: &mut SqliteConnection,
+    t: &Transition,
+) -> StoreResult<Written> {
+    let written = write_change(conn, t).await?;
+    if matches!(written, Written::Refused(_)) {
+        return Ok(written);
+    }
+    if let Some(id) = &t.completes
+        && !work::complete_work(&mut *conn, &t.environment_id, id).await?
+    {
+        // Another worker finished it: this transition must not happen twice.
+        return Ok(Written::Refused(Applied::Lost));
+    }
+    if !t.schedule.is_empty() {
+        work::insert_work(&mut *conn, &t.schedule, judged_at(t)).await?;
+    }
+    // None exist yet: the empty matches stop compiling when the audit log (issue #9) and
+    // the outbox (issue #10) add them, and the loops then write them here.
+    #[expect(clippy::never_loop, reason = "no audit entry exists yet")]
+    for entry in &t.audit {
+        match *entry {}
+    }
+    #[expect(clippy::never_loop, reason = "no outbox message exists yet")]
+    for message in &t.outbox {
+        match *message {}
+    }
+    Ok(written)
 }
 
 impl SqliteStore {
@@ -219,7 +220,7 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
                 return Ok(Written::Refused(Applied::Lost));
             };
             if family != new_token.family_id {
-                // Dropping the transaction rolls the rotation back.
+                // The caller rolls the rotation back.
                 return Err(StoreError::Invalid(
                     "malformed transition: a successor outside the rotated token's family".into(),
                 ));
