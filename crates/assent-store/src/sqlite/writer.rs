@@ -18,7 +18,7 @@
 //! hang.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use assent_core::transition::{Applied, Transition};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
@@ -70,7 +70,10 @@ struct Queued {
 struct Counters {
     transitions: AtomicU64,
     commits: AtomicU64,
-    queued: AtomicU64,
+    /// Jobs in the queue (or taken by a writer not yet applying them). Counted up only once a
+    /// job is in the queue, so a reader that sees `n` knows the first `n` are there, in order;
+    /// the writer may count a job down before its caller counted it up, hence signed.
+    queued: AtomicI64,
 }
 
 impl Writer {
@@ -97,12 +100,11 @@ impl Writer {
     /// committed.
     pub(super) async fn apply(&self, transition: Transition) -> StoreResult<Applied> {
         let (answer, answered) = oneshot::channel();
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         let job = Job::Apply(Queued { transition, answer });
         if self.queue.send(job).await.is_err() {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(writer_gone());
         }
+        self.counters.queued.fetch_add(1, Ordering::SeqCst);
         answered.await.unwrap_or_else(|_| Err(writer_gone()))
     }
 
@@ -120,7 +122,7 @@ impl Writer {
         WriteStats {
             transitions: self.counters.transitions.load(Ordering::Relaxed),
             commits: self.counters.commits.load(Ordering::Relaxed),
-            queued: self.counters.queued.load(Ordering::Relaxed),
+            queued: u64::try_from(self.counters.queued.load(Ordering::SeqCst)).unwrap_or(0),
         }
     }
 
@@ -169,9 +171,10 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
-        counters
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        counters.queued.fetch_sub(
+            i64::try_from(batch.len()).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
         let applied = match &mut conn {
             WriteConnection::Own(c) => apply_batch(c, &batch).await,
             WriteConnection::Pool(pool) => match pool.acquire().await {
