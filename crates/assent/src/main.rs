@@ -1,6 +1,7 @@
 //! `assent`: the server (`assent serve`) and the admin command-line client.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod bench;
 mod cli;
 mod config;
 mod demo;
@@ -30,6 +31,9 @@ enum Command {
     SecretKey(secret_key::SecretKeyCommand),
     #[command(flatten)]
     Admin(cli::AdminCommand),
+    /// Load a running server with CIBA traffic and report throughput, latency, errors and
+    /// CPU per operation (it creates, and then deletes, its own SANDBOX environment)
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -39,6 +43,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.conn, args).await,
         Command::SecretKey(cmd) => secret_key::run(cli.conn.data_dir.clone(), cmd).await,
         Command::Admin(cmd) => cli::run(&cli.conn, cmd).await,
+        Command::Bench(args) => bench::run(&cli.conn, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

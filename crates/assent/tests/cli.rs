@@ -1,5 +1,6 @@
 //! End to end through the real binary: `assent serve --demo` on a fresh data dir, the printed
-//! walkthrough, the admin CLI, graceful shutdown on SIGTERM, and what the logs must not hold.
+//! walkthrough, the admin CLI, graceful shutdown on SIGTERM, what the logs must not hold, and
+//! `assent bench` (cli/bench.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -9,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+#[path = "cli/bench.rs"]
+mod bench;
 
 const BIN: &str = env!("CARGO_BIN_EXE_assent");
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Connection, Target};
 
-/// Every request gives up after this long.
+/// Every request gives up after this long (unless built with [`Api::with_timeout`]).
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest page the server hands out (`limit` above this is rejected).
 const MAX_PAGE: u32 = 1000;
@@ -179,6 +179,8 @@ pub struct Api {
     base: Url,
     token: String,
     token_source: TokenSource,
+    /// How long one request may take before it is given up.
+    timeout: Duration,
     /// `--json`: print the server's JSON instead of tables.
     pub json: bool,
 }
@@ -196,10 +198,16 @@ impl fmt::Debug for Api {
 
 impl Api {
     pub fn new(conn: &Connection, target: &Target) -> Result<Api> {
+        Api::with_timeout(conn, target, TIMEOUT)
+    }
+
+    /// [`Api::new`] whose requests may take up to `timeout` (deleting a large environment
+    /// can take longer than the usual 30 s).
+    pub fn with_timeout(conn: &Connection, target: &Target, timeout: Duration) -> Result<Api> {
         let base = parse_server(&target.server)?;
         let (token, token_source) = resolve_token(target.admin_token.as_deref(), &conn.data_dir())?;
         let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("assent-cli/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -209,6 +217,7 @@ impl Api {
             base,
             token,
             token_source,
+            timeout,
             json: target.json,
         })
     }
@@ -283,7 +292,7 @@ impl Api {
         if e.is_timeout() {
             anyhow!(
                 "the Assent server at {server} did not answer within {} s",
-                TIMEOUT.as_secs()
+                self.timeout.as_secs()
             )
         } else if e.is_connect() || e.is_request() {
             anyhow!(

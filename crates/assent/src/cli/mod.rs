@@ -29,7 +29,7 @@ pub mod client;
 mod env;
 mod key;
 mod request;
-mod table;
+pub mod table;
 mod user;
 
 use std::io::Write;
