@@ -13,6 +13,8 @@ use serde_json::Value;
 
 #[path = "cli/bench.rs"]
 mod bench;
+#[path = "cli/crash.rs"]
+mod crash;
 
 const BIN: &str = env!("CARGO_BIN_EXE_assent");
 
