@@ -733,10 +733,9 @@ mod tests {
         assert_eq!(satisfied_acr(None, DecisionChannel::Device), None);
     }
 
-    #[test]
-    fn a_sandbox_user_with_auto_decision_schedules_its_answer_after_its_delay() {
-        let t0 = Timestamp(1_800_000_000_000);
-        let req = CibaRequest {
+    /// A pending request made at `t0` by user `user` of application `app`.
+    fn fresh_request(t0: Timestamp) -> CibaRequest {
+        CibaRequest {
             auth_req_id: "req-1".into(),
             environment_id: "env".into(),
             application_id: "app".into(),
@@ -754,8 +753,12 @@ mod tests {
             status: CibaStatus::Pending,
             decision: None,
             redeemed_at: None,
-        };
-        let mut user = User {
+        }
+    }
+
+    /// SANDBOX user `user` answering `answer` after `delay_ms`.
+    fn robot(t0: Timestamp, answer: AutoDecision, delay_ms: i64) -> User {
+        User {
             id: "user".into(),
             environment_id: "env".into(),
             username: "robot".into(),
@@ -765,11 +768,18 @@ mod tests {
             phone_number: None,
             password_hash: None,
             enabled: true,
-            auto_decision: Some(AutoDecision::Deny),
-            auto_decision_delay_ms: Some(1500),
+            auto_decision: Some(answer),
+            auto_decision_delay_ms: Some(delay_ms),
             created_at: t0,
             updated_at: t0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_sandbox_user_with_auto_decision_schedules_its_answer_after_its_delay() {
+        let t0 = Timestamp(1_800_000_000_000);
+        let req = fresh_request(t0);
+        let mut user = robot(t0, AutoDecision::Deny, 1500);
         let id = || WorkId("work-1".into());
         assert_eq!(
             auto_decision(EnvironmentType::Sandbox, &user, &req, id()),
@@ -810,40 +820,8 @@ mod tests {
     #[test]
     fn an_automatic_answer_without_delay_is_stored_with_the_request() {
         let t0 = Timestamp(1_800_000_000_000);
-        let req = CibaRequest {
-            auth_req_id: "req-1".into(),
-            environment_id: "env".into(),
-            application_id: "app".into(),
-            user_id: "user".into(),
-            scope: "openid".into(),
-            binding_message: None,
-            acr_values: None,
-            authorization_details: None,
-            delivery_mode: DeliveryMode::Poll,
-            client_notification_token: None,
-            created_at: t0,
-            expires_at: t0.plus_secs(120),
-            interval_seconds: 2,
-            last_polled_at: None,
-            status: CibaStatus::Pending,
-            decision: None,
-            redeemed_at: None,
-        };
-        let mut user = User {
-            id: "user".into(),
-            environment_id: "env".into(),
-            username: "robot".into(),
-            email: None,
-            given_name: None,
-            family_name: None,
-            phone_number: None,
-            password_hash: None,
-            enabled: true,
-            auto_decision: Some(AutoDecision::Approve),
-            auto_decision_delay_ms: Some(0),
-            created_at: t0,
-            updated_at: t0,
-        };
+        let req = fresh_request(t0);
+        let mut user = robot(t0, AutoDecision::Approve, 0);
         let id = || WorkId("work-1".into());
         let inserted = |t: &Transition| match &t.change {
             Change::InsertRequest { request } => request.clone(),
