@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod secrets;
 pub mod service;
 pub mod state;
+pub mod telemetry;
 pub mod v1;
 pub mod work;
 
@@ -23,14 +24,25 @@ pub use state::{AppState, ServerConfig};
 
 use axum::Router;
 
-/// The whole HTTP surface: health, the management API and every environment's authorization
-/// server, behind the correlation-id layer.
+/// The whole HTTP surface: health, metrics, the management API and every environment's
+/// authorization server, behind the metrics and correlation-id layers.
 pub fn router(state: AppState) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", axum::routing::get(telemetry::serve))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            v1::require_admin,
+        ));
     Router::new()
         .merge(health::router())
+        .merge(metrics)
         .nest("/v1", v1::router(state.clone()))
         .nest("/{env_id}/as", oauth::router())
         .fallback(error::not_found_fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::layer,
+        ))
         .layer(axum::middleware::from_fn(correlation::layer))
         .with_state(state)
 }

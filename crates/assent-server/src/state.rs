@@ -1,5 +1,5 @@
 //! What every handler can reach: the store, the configuration, the at-rest key, the clock,
-//! the caches of parsed keys (together the services' [`Deps`]), the services, and the
+//! the caches of parsed keys, the metrics (together the services' [`Deps`]), the services, and the
 //! shutdown token and task tracker of background work.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::keys::KeyRing;
 use crate::outbound::JwksCache;
 use crate::service::tokens::GrantRegistry;
 use crate::service::{Deps, Services};
+use crate::telemetry::Metrics;
 
 /// Settings the HTTP layer needs (the binary builds them from flags, env vars and TOML).
 #[derive(Clone, Debug)]
@@ -67,6 +68,7 @@ impl AppState {
             secrets,
             clock,
             jwks_cache: JwksCache::new(allow_private),
+            metrics: Metrics::new(),
         };
         AppState {
             services: Services::new(&deps, GrantRegistry::standard()),

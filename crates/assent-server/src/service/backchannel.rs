@@ -150,6 +150,7 @@ impl BackchannelService {
             expires_in,
             "CIBA request accepted"
         );
+        state.metrics.ciba_request();
         Ok(Acknowledgement {
             auth_req_id: req.auth_req_id,
             expires_in,

@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::keys::KeyRing;
 use crate::outbound::JwksCache;
 use crate::state::ServerConfig;
+use crate::telemetry::Metrics;
 
 pub mod backchannel;
 pub mod decisions;
@@ -28,7 +29,7 @@ use tokens::{GrantRegistry, TokenService};
 use userinfo::UserinfoService;
 
 /// What the services (and every handler, through `AppState`) reach: the store, the
-/// configuration, the at-rest key, the clock and the caches of parsed keys. Cheap to clone:
+/// configuration, the at-rest key, the clock, the caches of parsed keys and the metrics. Cheap to clone:
 /// every part is shared.
 #[derive(Clone)]
 pub struct Deps {
@@ -38,6 +39,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub keys: KeyRing,
     pub jwks_cache: JwksCache,
+    /// What `/metrics` reports; this server's own recorder, not a global one.
+    pub metrics: Metrics,
 }
 
 impl Deps {

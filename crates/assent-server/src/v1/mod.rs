@@ -42,8 +42,12 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// `Authorization: Bearer <admin token>`, compared in constant time; otherwise 401
-/// `INVALID_TOKEN`.
-async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// `INVALID_TOKEN`. Also guards `/metrics`.
+pub(crate) async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)

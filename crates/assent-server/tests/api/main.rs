@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod management;
+mod metrics;
 mod oauth;
 mod support;

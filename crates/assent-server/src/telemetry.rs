@@ -1,0 +1,184 @@
+//! `GET /metrics`: Prometheus text, behind the admin token (docs/metrics.md lists every metric).
+//!
+//! Each [`AppState`] owns its own recorder and records into it directly, not through the
+//! `metrics` macros and a process-global recorder: a process that builds many states (the
+//! tests) keeps their counts apart, and nothing is installed globally. Labels hold only
+//! values from fixed sets (route templates, methods, status codes, outcome names), never an
+//! environment id, client id or `auth_req_id`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+use assent_store::WriteStats;
+
+use crate::state::AppState;
+
+const HTTP_REQUESTS: &str = "assent_http_requests_total";
+const HTTP_DURATION: &str = "assent_http_request_duration_seconds";
+const CIBA_POLL_OUTCOMES: &str = "assent_ciba_poll_outcomes_total";
+const CIBA_REQUESTS: &str = "assent_ciba_requests_total";
+const STORE_COMMITS: &str = "assent_store_commits_total";
+const STORE_TRANSITIONS: &str = "assent_store_transitions_total";
+const STORE_QUEUED: &str = "assent_store_queued_transitions";
+
+/// Upper bounds of the request-duration histogram, in seconds: 0.5 ms to 5 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The route label of a request that matched no route (the 404 fallbacks).
+const UNMATCHED: &str = "unmatched";
+
+const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
+
+/// How a poll of the token endpoint with the CIBA grant was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// `authorization_pending`.
+    Pending,
+    /// `slow_down`.
+    SlowDown,
+    /// Approved, and tokens were issued (the request is now redeemed).
+    Redeemed,
+    /// `access_denied`: denied or cancelled.
+    Denied,
+    /// `expired_token`.
+    Expired,
+    /// `invalid_grant`: an unknown, another client's or already redeemed `auth_req_id`.
+    InvalidGrant,
+    /// Any other error (for example `unauthorized_client`, a store failure).
+    Error,
+}
+
+impl PollOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            PollOutcome::Pending => "pending",
+            PollOutcome::SlowDown => "slow_down",
+            PollOutcome::Redeemed => "redeemed",
+            PollOutcome::Denied => "denied",
+            PollOutcome::Expired => "expired",
+            PollOutcome::InvalidGrant => "invalid_grant",
+            PollOutcome::Error => "error",
+        }
+    }
+}
+
+/// The metrics of one server. Cheap to clone: the recorder is shared.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        // Only fails on an empty list of buckets.
+        let builder = match builder.set_buckets(DURATION_BUCKETS) {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        Metrics {
+            recorder: Arc::new(builder.build_recorder()),
+        }
+    }
+
+    /// One answered HTTP request of `route` (a path template or [`UNMATCHED`]).
+    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let labels = vec![
+            Label::new("route", route.to_owned()),
+            Label::new("method", method.to_owned()),
+            Label::new("status", status.to_string()),
+        ];
+        self.recorder
+            .register_counter(&Key::from_parts(HTTP_REQUESTS, labels), &METADATA)
+            .increment(1);
+        let labels = vec![Label::new("route", route.to_owned())];
+        self.recorder
+            .register_histogram(&Key::from_parts(HTTP_DURATION, labels), &METADATA)
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// One CIBA poll answered with `outcome`.
+    pub fn ciba_poll(&self, outcome: PollOutcome) {
+        let labels = vec![Label::new("outcome", outcome.label())];
+        self.recorder
+            .register_counter(&Key::from_parts(CIBA_POLL_OUTCOMES, labels), &METADATA)
+            .increment(1);
+    }
+
+    /// One CIBA request acknowledged (stored, `auth_req_id` returned).
+    pub fn ciba_request(&self) {
+        self.recorder
+            .register_counter(&Key::from_name(CIBA_REQUESTS), &METADATA)
+            .increment(1);
+    }
+
+    /// The exposition text, with the store's write counters as of now.
+    pub fn render(&self, stats: WriteStats) -> String {
+        self.recorder
+            .register_counter(&Key::from_name(STORE_COMMITS), &METADATA)
+            .absolute(stats.commits);
+        self.recorder
+            .register_counter(&Key::from_name(STORE_TRANSITIONS), &METADATA)
+            .absolute(stats.transitions);
+        // A queue length, far below 2^53: exact as an f64.
+        let queued = stats.queued as f64;
+        self.recorder
+            .register_gauge(&Key::from_name(STORE_QUEUED), &METADATA)
+            .set(queued);
+        self.recorder.handle().render()
+    }
+}
+
+/// Counts every request by its matched route template, method and status, and records its
+/// duration. Runs next to the correlation layer, so every answer is counted, the 404s too.
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state.metrics.http_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// `GET /metrics` (behind the admin token: see `v1::require_admin`).
+pub async fn serve(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(state.store.write_stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
