@@ -153,3 +153,25 @@ async fn metrics_need_the_admin_token() {
         assert!(r.body["id"].is_string());
     }
 }
+
+#[tokio::test]
+async fn denied_and_expired_polls_are_counted() {
+    let h = Harness::new().await;
+    let (client, _user) = h.sandbox().await;
+    let denied = h.start(&client, "openid").await;
+    let expired = h.start(&client, "openid").await;
+    assert_eq!(
+        h.decide(&client.env_id, &denied, "deny").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(h.poll(&client, &denied).await.error(), "access_denied");
+    h.clock.advance_secs(24 * 3600);
+    assert_eq!(h.poll(&client, &expired).await.error(), "expired_token");
+    let text = scrape(&h).await;
+    let outcomes = "assent_ciba_poll_outcomes_total";
+    for outcome in ["denied", "expired"] {
+        let label = format!(r#"outcome="{outcome}""#);
+        assert_eq!(sample(&text, outcomes, &[&label]), Some(1.0), "{text}");
+    }
+    assert_eq!(sample(&text, "assent_ciba_requests_total", &[]), Some(2.0));
+}
