@@ -306,19 +306,8 @@ impl DirectoryStore for SqliteStore {
         env_id: &EnvironmentId,
         username: &str,
     ) -> StoreResult<Option<User>> {
-        // A hint that is not a valid identifier names nobody.
-        let Ok(key) = comparison_key(username) else {
-            return Ok(None);
-        };
-        sqlx::query("SELECT * FROM users WHERE environment_id = ? AND username_lower = ?")
-            .bind(env_id.as_str())
-            .bind(key)
-            .fetch_optional(&self.pool)
+        self.find_user_by_identifier(env_id, IdentifierColumn::Username, username)
             .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(rows::user)
-            .transpose()
     }
 
     async fn find_user_by_email(
@@ -326,18 +315,8 @@ impl DirectoryStore for SqliteStore {
         env_id: &EnvironmentId,
         email: &str,
     ) -> StoreResult<Option<User>> {
-        let Ok(key) = comparison_key(email) else {
-            return Ok(None);
-        };
-        sqlx::query("SELECT * FROM users WHERE environment_id = ? AND email_lower = ?")
-            .bind(env_id.as_str())
-            .bind(key)
-            .fetch_optional(&self.pool)
+        self.find_user_by_identifier(env_id, IdentifierColumn::Email, email)
             .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(rows::user)
-            .transpose()
     }
 
     async fn find_user_by_phone(
@@ -431,5 +410,44 @@ impl DirectoryStore for SqliteStore {
             .await
             .map_err(db_err)?;
         found(&result)
+    }
+}
+
+/// The columns holding an identifier's comparison key (RFC 8265 profile).
+#[derive(Clone, Copy)]
+enum IdentifierColumn {
+    Username,
+    Email,
+}
+
+impl SqliteStore {
+    /// The user whose username or email matches `value` under the identifier profile; a value
+    /// that is not a valid identifier (a hint, say) names nobody.
+    async fn find_user_by_identifier(
+        &self,
+        env_id: &EnvironmentId,
+        column: IdentifierColumn,
+        value: &str,
+    ) -> StoreResult<Option<User>> {
+        let Ok(key) = comparison_key(value) else {
+            return Ok(None);
+        };
+        let sql = match column {
+            IdentifierColumn::Username => {
+                "SELECT * FROM users WHERE environment_id = ? AND username_lower = ?"
+            }
+            IdentifierColumn::Email => {
+                "SELECT * FROM users WHERE environment_id = ? AND email_lower = ?"
+            }
+        };
+        sqlx::query(sql)
+            .bind(env_id.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(rows::user)
+            .transpose()
     }
 }
