@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
-use assent_store::WriteStats;
+use assent_store::{BATCH_SIZE_BOUNDS, COMMIT_DURATION_BOUNDS_MICROS, CacheStats, WriteStats};
 
 use crate::state::AppState;
 
@@ -27,6 +27,11 @@ const CIBA_REQUESTS: &str = "assent_ciba_requests_total";
 const STORE_COMMITS: &str = "assent_store_commits_total";
 const STORE_TRANSITIONS: &str = "assent_store_transitions_total";
 const STORE_QUEUED: &str = "assent_store_queued_transitions";
+const STORE_BATCH_SIZE: &str = "assent_store_batch_size";
+const STORE_COMMIT_DURATION: &str = "assent_store_commit_duration_seconds";
+const CACHE_HITS: &str = "assent_directory_cache_hits_total";
+const CACHE_MISSES: &str = "assent_directory_cache_misses_total";
+const CACHE_INVALIDATIONS: &str = "assent_directory_cache_invalidations_total";
 
 /// Upper bounds of the request-duration histogram, in seconds: 0.5 ms to 5 s.
 const DURATION_BUCKETS: &[f64] = &[
@@ -133,8 +138,9 @@ impl Metrics {
             .increment(1);
     }
 
-    /// The exposition text, with the store's write counters as of now.
-    pub fn render(&self, stats: WriteStats) -> String {
+    /// The exposition text, with the store's write counters and the directory cache's as of
+    /// now.
+    pub fn render(&self, stats: WriteStats, cache: Option<CacheStats>) -> String {
         self.recorder
             .register_counter(&Key::from_name(STORE_COMMITS), &METADATA)
             .absolute(stats.commits);
@@ -146,8 +152,72 @@ impl Metrics {
         self.recorder
             .register_gauge(&Key::from_name(STORE_QUEUED), &METADATA)
             .set(queued);
-        self.recorder.handle().render()
+        if let Some(cache) = cache {
+            for (name, value) in [
+                (CACHE_HITS, cache.hits),
+                (CACHE_MISSES, cache.misses),
+                (CACHE_INVALIDATIONS, cache.invalidations),
+            ] {
+                self.recorder
+                    .register_counter(&Key::from_name(name), &METADATA)
+                    .absolute(value);
+            }
+        }
+        let mut text = self.recorder.handle().render();
+        // The store keeps these two as bucket counts already: written out as they are.
+        histogram(
+            &mut text,
+            STORE_BATCH_SIZE,
+            "Transitions per committed group commit.",
+            BATCH_SIZE_BOUNDS.iter().map(|&b| b.to_string()),
+            &stats.batch_sizes,
+            stats.transitions.to_string(),
+            stats.commits,
+        );
+        histogram(
+            &mut text,
+            STORE_COMMIT_DURATION,
+            "Time of a group commit from BEGIN to the end of COMMIT (its fsync included).",
+            COMMIT_DURATION_BOUNDS_MICROS.iter().map(|&b| seconds(b)),
+            &stats.commit_durations,
+            seconds(stats.commit_micros),
+            stats.commits,
+        );
+        text
     }
+}
+
+/// µs as seconds, exactly (`2500` → `0.0025`).
+fn seconds(micros: u64) -> String {
+    let whole = micros / 1_000_000;
+    let frac = micros % 1_000_000;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    format!("{whole}.{frac:06}")
+        .trim_end_matches('0')
+        .to_owned()
+}
+
+/// Appends a Prometheus histogram whose cumulative bucket counts are known.
+fn histogram(
+    text: &mut String,
+    name: &str,
+    help: &str,
+    bounds: impl Iterator<Item = String>,
+    cumulative: &[u64],
+    sum: String,
+    count: u64,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(text, "# HELP {name} {help}");
+    let _ = writeln!(text, "# TYPE {name} histogram");
+    for (le, n) in bounds.zip(cumulative) {
+        let _ = writeln!(text, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(text, "{name}_sum {sum}");
+    let _ = writeln!(text, "{name}_count {count}");
 }
 
 /// Counts every request by its matched route template, method and status, and records its
@@ -172,7 +242,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
 
 /// `GET /metrics` (behind the admin token: see `v1::require_admin`).
 pub async fn serve(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.store.write_stats());
+    let body = state
+        .metrics
+        .render(state.store.write_stats(), state.store.cache_stats());
     (
         [(
             header::CONTENT_TYPE,
@@ -181,4 +253,18 @@ pub async fn serve(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microseconds_are_written_as_exact_seconds() {
+        assert_eq!(seconds(0), "0");
+        assert_eq!(seconds(500), "0.0005");
+        assert_eq!(seconds(2_500), "0.0025");
+        assert_eq!(seconds(1_000_000), "1");
+        assert_eq!(seconds(1_250_000), "1.25");
+    }
 }

@@ -9,6 +9,8 @@
 //! or nodes can issue tokens twice.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+use std::sync::Arc;
+
 use assent_core::transition::{Applied, ScheduledWork, Transition, WorkId};
 use assent_core::{
     AccessTokenRecord, Application, ApplicationId, AuthReqId, CibaRequest, CibaStatus, Environment,
@@ -16,12 +18,14 @@ use assent_core::{
     User, UserId,
 };
 
+pub mod cache;
 mod open;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod wakeups;
 
+pub use cache::{ApplicationEntry, CacheStats, CachedStore};
 pub use open::{StoreConfig, open};
 pub use sqlite::{HeldWrites, SqliteStore};
 pub use wakeups::{InProcessWakeUps, WakeKey, WakeUp, WakeUps};
@@ -172,6 +176,11 @@ pub trait Housekeeping: Send + Sync {
     /// Deletes what is past keeping at `now` (expired jtis, tokens, requests answerable no
     /// longer). Returns rows deleted.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
+
+    /// The directory cache's counters, when the store has one ([`CachedStore`]).
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
 }
 
 /// Environments, their applications and their users.
@@ -252,6 +261,27 @@ pub trait DirectoryStore: Send + Sync {
     ) -> StoreResult<ListPage<User>>;
     async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn delete_user(&self, env_id: &EnvironmentId, id: &UserId) -> StoreResult<()>;
+
+    // --- for caches ---------------------------------------------------------------------
+    /// The application with its sealed client secret as one shared entry, which keeps the
+    /// secret once opened ([`ApplicationEntry::secret`]). [`CachedStore`] answers the same
+    /// entry until the application changes; a store without a cache reads a new one each time.
+    async fn get_application_entry(
+        &self,
+        env_id: &EnvironmentId,
+        id: &ApplicationId,
+    ) -> StoreResult<Arc<ApplicationEntry>> {
+        let application = self.get_application(env_id, id).await?;
+        let sealed = self.get_application_secret(env_id, id).await?;
+        Ok(Arc::new(ApplicationEntry::new(application, sealed)))
+    }
+
+    /// The environments whose directory or keys changed after version `after`, each with its
+    /// newest version. Every write of an environment, its applications, users or signing keys,
+    /// whoever makes it, gives the environment a new version: the next value of one sequence
+    /// of the whole database, in the writing transaction (docs/store.md, "The directory
+    /// cache"). `0` lists every environment ever changed.
+    async fn directory_changes_since(&self, after: u64) -> StoreResult<Vec<(EnvironmentId, u64)>>;
 }
 
 /// Signing keys, the values sealed under the at-rest key, and server-wide values.
@@ -360,8 +390,8 @@ pub trait Transitions: Send + Sync {
     fn write_stats(&self) -> WriteStats;
 }
 
-/// Counters of [`Transitions::apply`]'s group commits since the store opened. Poll bookkeeping
-/// committed without an fsync is not counted.
+/// Counters of [`Transitions::apply`]'s group commits since the store opened. Poll records
+/// held in memory and flushed in batches are not counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteStats {
     /// Transitions applied in committed transactions (won, lost or failed on their own).
@@ -370,7 +400,24 @@ pub struct WriteStats {
     pub commits: u64,
     /// Transitions waiting for the writer now.
     pub queued: u64,
+    /// Committed transactions by how many transitions they held: `batch_sizes[i]` counts
+    /// those of at most [`BATCH_SIZE_BOUNDS`]`[i]` (cumulative, as Prometheus buckets are).
+    pub batch_sizes: [u64; BATCH_SIZE_BOUNDS.len()],
+    /// Committed transactions by how long they took from `BEGIN` to the end of `COMMIT` (the
+    /// fsync included): `commit_durations[i]` counts those of at most
+    /// [`COMMIT_DURATION_BOUNDS_MICROS`]`[i]` µs (cumulative).
+    pub commit_durations: [u64; COMMIT_DURATION_BOUNDS_MICROS.len()],
+    /// The sum of those durations, in µs.
+    pub commit_micros: u64,
 }
+
+/// Upper bounds of the batch-size buckets of [`WriteStats`].
+pub const BATCH_SIZE_BOUNDS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// Upper bounds of the commit-duration buckets of [`WriteStats`], in µs (0.5 ms to 1 s).
+pub const COMMIT_DURATION_BOUNDS_MICROS: [u64; 10] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
 
 /// A piece of scheduled work held by one worker until `claimed_until`.
 #[derive(Clone, Debug, PartialEq, Eq)]

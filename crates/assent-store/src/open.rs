@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::{SqliteStore, Store, StoreError, StoreResult};
+use crate::{CachedStore, SqliteStore, Store, StoreError, StoreResult};
 
 /// How to reach the database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +21,8 @@ impl StoreConfig {
     }
 }
 
-/// Opens the store `config` names, migrating its schema.
+/// Opens the store `config` names, migrating its schema, under the directory cache
+/// ([`CachedStore`]: hot reads from memory, refreshed from the database's directory versions).
 pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
     let url = config.database_url.as_str();
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -34,7 +35,8 @@ pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
                 other => other,
             })?;
         tracing::info!(database = %path, "SQLite store ready (migrations applied)");
-        return Ok(Arc::new(store));
+        let store: Arc<dyn Store> = Arc::new(store);
+        return Ok(Arc::new(CachedStore::new(store).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err(StoreError::Unavailable(

@@ -3697,6 +3697,13 @@ impl HoldWrites for crate::SqliteStore {
     }
 }
 
+#[async_trait::async_trait]
+impl<S: HoldWrites> HoldWrites for crate::CachedStore<S> {
+    async fn hold_writes(&self) -> Box<dyn Send> {
+        self.inner().hold_writes().await
+    }
+}
+
 /// What applying a batch came to: each transition's outcome, in queue order, and what the
 /// store's write counters moved by.
 struct Batch {

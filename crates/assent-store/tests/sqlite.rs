@@ -15,6 +15,33 @@ mod in_memory {
     assent_store::store_test_suite!(store());
 }
 
+/// The whole suite again through the directory cache, over a database file: every read after
+/// a write through it sees the write.
+mod cached {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use assent_store::CachedStore;
+
+    use super::*;
+
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    async fn store() -> CachedStore<SqliteStore> {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("assent-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{}-cached-{n}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let inner = Arc::new(SqliteStore::open(&path).await.unwrap());
+        CachedStore::new(inner).await.unwrap()
+    }
+
+    assent_store::store_test_suite!(store());
+}
+
 mod file {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -11,6 +11,7 @@ use assent_store::StoreError;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::error::OAuthResponseError;
 use crate::form::OAuthForm;
@@ -205,17 +206,25 @@ async fn load_client(
     }
 }
 
-/// The application's client secret, decrypted.
-pub async fn client_secret(state: &Deps, app: &Application) -> Result<String, OAuthResponseError> {
-    let sealed = state
+/// The application's client secret, decrypted: opened once per cached application entry (and
+/// kept there, wiped when the entry goes); what is returned is a copy wiped when dropped.
+pub async fn client_secret(
+    state: &Deps,
+    app: &Application,
+) -> Result<Zeroizing<String>, OAuthResponseError> {
+    let entry = state
         .store
-        .get_application_secret(&app.environment_id, &app.id)
+        .get_application_entry(&app.environment_id, &app.id)
         .await?;
-    crate::secrets::open_client_secret(&state.secrets, &app.environment_id, &app.id, &sealed)
+    let secret = entry
+        .secret(|sealed| {
+            crate::secrets::open_client_secret(&state.secrets, &app.environment_id, &app.id, sealed)
+        })
         .map_err(|_| {
             tracing::error!(application_id = %app.id, "client secret could not be decrypted");
             invalid_client("The client credentials are invalid.")
-        })
+        })?;
+    Ok(Zeroizing::new(secret.to_owned()))
 }
 
 /// Checks a client assertion's signature and every claim rule of §3.1.

@@ -90,6 +90,37 @@ async fn a_flow_is_counted_by_route_and_outcome_without_ids() {
         sample(&text, "assent_store_queued_transitions", &[]),
         Some(0.0)
     );
+    // The batch-size and commit-duration histograms count every commit, and the mean batch
+    // is the transitions over the commits.
+    let commits = sample(&text, "assent_store_commits_total", &[]).unwrap();
+    let transitions = sample(&text, "assent_store_transitions_total", &[]).unwrap();
+    for histogram in [
+        "assent_store_batch_size",
+        "assent_store_commit_duration_seconds",
+    ] {
+        assert_eq!(
+            sample(&text, &format!("{histogram}_count"), &[]),
+            Some(commits),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, &format!("{histogram}_bucket"), &[r#"le="+Inf""#]),
+            Some(commits),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "assent_store_batch_size_sum", &[]),
+        Some(transitions)
+    );
+    assert_eq!(
+        sample(&text, "assent_store_batch_size_bucket", &[r#"le="256""#]),
+        Some(commits)
+    );
+    assert!(sample(&text, "assent_store_commit_duration_seconds_sum", &[]).unwrap() > 0.0);
+    // The flow read the environment and the application more than once: the cache answered.
+    assert!(sample(&text, "assent_directory_cache_hits_total", &[]).unwrap() > 0.0);
+    assert!(sample(&text, "assent_directory_cache_misses_total", &[]).unwrap() > 0.0);
     for secret in [
         client.env_id.as_str(),
         client.id.as_str(),

@@ -227,6 +227,7 @@ impl CibaStore for SqliteStore {
         env_id: &EnvironmentId,
         auth_req_id: &AuthReqId,
     ) -> StoreResult<CibaRequest> {
+        let at = self.polls.generation();
         let row =
             sqlx::query("SELECT * FROM ciba_requests WHERE environment_id = ? AND auth_req_id = ?")
                 .bind(env_id.as_str())
@@ -234,7 +235,10 @@ impl CibaStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err)?;
-        rows::ciba_request(&row)
+        let mut req = rows::ciba_request(&row)?;
+        // The poll records held in memory are newer than the row's (`polls.rs`).
+        self.polls.merge(&mut req, at);
+        Ok(req)
     }
 
     async fn list_ciba_requests(

@@ -411,6 +411,21 @@ impl DirectoryStore for SqliteStore {
             .map_err(db_err)?;
         found(&result)
     }
+
+    async fn directory_changes_since(&self, after: u64) -> StoreResult<Vec<(EnvironmentId, u64)>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT environment_id, seq FROM directory_versions WHERE seq > ? ORDER BY seq",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(env, seq)| (EnvironmentId::from(env), u64::try_from(seq).unwrap_or(0)))
+            .collect())
+    }
 }
 
 /// The columns holding an identifier's comparison key (RFC 8265 profile).

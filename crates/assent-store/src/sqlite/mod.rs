@@ -24,6 +24,7 @@ mod directory;
 mod jtis;
 mod keys;
 mod paging;
+mod polls;
 mod rows;
 mod tokens;
 mod transitions;
@@ -32,6 +33,7 @@ mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use assent_core::Timestamp;
@@ -48,12 +50,27 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// `synchronous=NORMAL` connections for poll bookkeeping (the same pool in memory).
-    bookkeeping: SqlitePool,
     /// Published on every state change of a CIBA request (this process only).
     wake_ups: InProcessWakeUps,
-    /// Applies every durable transition, in batches, through `pool`.
-    writer: writer::Writer,
+    /// Applies every durable transition, in batches, and writes the poll records.
+    writer: Arc<writer::Writer>,
+    /// Poll bookkeeping held in memory and flushed through the writer (`polls.rs`).
+    polls: Arc<polls::PollBook>,
+    /// Writes `polls` every `polls::FLUSH_INTERVAL` until the store is closed or dropped.
+    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(f) = self
+            .flusher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            f.abort();
+        }
+    }
 }
 
 /// While this lives, the writer starts no batch ([`SqliteStore::hold_writes`]).
@@ -83,16 +100,11 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(db_err)?;
-        let bookkeeping = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
-            .await
-            .map_err(db_err)?;
         // The writer's own connection (`synchronous=FULL`): a batch waits for no pool.
         let own = sqlx::ConnectOptions::connect(&options)
             .await
             .map_err(db_err)?;
-        Self::migrated(pool, bookkeeping, writer::WriteConnection::Own(own)).await
+        Self::migrated(pool, writer::WriteConnection::Own(own)).await
     }
 
     /// A private in-memory database (for tests). The pool holds exactly one connection that
@@ -112,14 +124,13 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         let writes = writer::WriteConnection::Pool(pool.clone());
-        Self::migrated(pool.clone(), pool, writes).await
+        Self::migrated(pool.clone(), writes).await
     }
 
     /// Migrates the database behind `pool` and starts the writer (on the current Tokio
     /// runtime).
     async fn migrated(
         pool: SqlitePool,
-        bookkeeping: SqlitePool,
         writes: writer::WriteConnection,
     ) -> StoreResult<SqliteStore> {
         sqlx::migrate!("migrations/sqlite")
@@ -128,25 +139,64 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         rekey_identifiers(&pool).await?;
         let wake_ups = InProcessWakeUps::new();
+        let polls = Arc::new(polls::PollBook::default());
+        let writer = Arc::new(writer::Writer::start(writes, wake_ups.clone()));
+        let flusher = tokio::spawn({
+            let polls = Arc::clone(&polls);
+            let writer = Arc::clone(&writer);
+            async move {
+                let mut ticks = tokio::time::interval(polls::FLUSH_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    if let Err(e) = flush_polls(&polls, &writer).await {
+                        tracing::warn!(error = %e, "writing poll records failed; retried at the next flush");
+                    }
+                }
+            }
+        });
         Ok(SqliteStore {
-            writer: writer::Writer::start(writes, wake_ups.clone()),
+            writer,
             pool,
-            bookkeeping,
             wake_ups,
+            polls,
+            flusher: Mutex::new(Some(flusher)),
         })
     }
 
     /// Stops the writer once it has applied what is queued, then closes the pools
     /// (checkpointing the WAL); further calls fail.
     pub async fn close(&self) {
+        let flusher = self
+            .flusher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(f) = flusher {
+            f.abort();
+            let _ = f.await;
+        }
+        if let Err(e) = flush_polls(&self.polls, &self.writer).await {
+            tracing::warn!(error = %e, "writing the last poll records failed");
+        }
         self.writer.close().await;
-        self.bookkeeping.close().await;
         self.pool.close().await;
     }
 
     /// Keeps the writer from starting its next batch until the returned value is dropped, so
     /// that the transitions applied meanwhile queue up and then share one transaction (up to
     /// 256 of them). For tests of group commit; `write_stats().queued` says how many wait.
+    /// Writes the poll records held in memory now (the flusher does every
+    /// `FLUSH_INTERVAL`); returns how many were written. For tests.
+    pub async fn flush_polls(&self) -> StoreResult<usize> {
+        flush_polls(&self.polls, &self.writer).await
+    }
+
+    /// How many requests' poll records are held in memory. For tests.
+    pub fn polls_held(&self) -> usize {
+        self.polls.held()
+    }
+
     pub async fn hold_writes(&self) -> StoreResult<HeldWrites> {
         Ok(HeldWrites(self.writer.hold().await?))
     }
@@ -159,6 +209,17 @@ impl SqliteStore {
             .await
             .map_err(db_err)
     }
+}
+
+/// Writes the changed poll records through the writer; returns how many were written.
+async fn flush_polls(polls: &polls::PollBook, writer: &writer::Writer) -> StoreResult<usize> {
+    let records = polls.take_changed();
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let written = writer.write_polls(records.clone()).await;
+    polls.flushed(&records, &written);
+    written.map(|gone| records.len() - gone.len())
 }
 
 // --- errors -----------------------------------------------------------------------------------
@@ -375,12 +436,6 @@ mod tests {
         assert_eq!(synchronous, 2, "synchronous=FULL");
         assert_eq!(foreign_keys, 1);
         drop(conn);
-        // Only the poll bookkeeping skips the fsync.
-        let bookkeeping: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&store.bookkeeping)
-            .await
-            .unwrap();
-        assert_eq!(bookkeeping, 1, "synchronous=NORMAL for record_poll");
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -62,10 +62,19 @@ impl Transitions for SqliteStore {
     async fn apply(&self, t: &Transition) -> StoreResult<Applied> {
         t.check()
             .map_err(|misfit| StoreError::Invalid(misfit.to_string()))?;
-        if let Some(won) = self.record_poll_unsynced(t).await? {
+        if let Some(won) = self.record_poll(t).await? {
             return Ok(won);
         }
-        self.writer.apply(t.clone()).await
+        let applied = self.writer.apply(t.clone()).await?;
+        if applied.won()
+            && let Change::Decide { auth_req_id, .. }
+            | Change::Expire { auth_req_id }
+            | Change::Redeem { auth_req_id, .. } = &t.change
+        {
+            // No longer PENDING: its poll records are of no more use.
+            self.polls.forget(&t.environment_id, auth_req_id);
+        }
+        Ok(applied)
     }
 
     fn write_stats(&self) -> WriteStats {
@@ -107,10 +116,11 @@ pub(super) async fn write_transition(
 }
 
 impl SqliteStore {
-    /// A poll record that causes nothing else is one conditional UPDATE on the
-    /// `synchronous=NORMAL` pool (durable against a crash of the process, not of the machine:
-    /// see `sqlite/mod.rs`). `None` when `t` is anything else.
-    async fn record_poll_unsynced(&self, t: &Transition) -> StoreResult<Option<Applied>> {
+    /// A poll record that causes nothing else is a compare-and-set on the poll records held in
+    /// memory (`polls.rs`). One for a request with nothing held, or one that causes more (work,
+    /// later audit entries), is applied by the writer like any transition, the request pinned
+    /// meanwhile. `None` when `t` is not a poll record.
+    async fn record_poll(&self, t: &Transition) -> StoreResult<Option<Applied>> {
         let Change::RecordPoll {
             auth_req_id,
             update,
@@ -118,20 +128,22 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        if !(t.schedule.is_empty()
+        let bookkeeping_only = t.schedule.is_empty()
             && t.completes.is_none()
             && t.audit.is_empty()
-            && t.outbox.is_empty())
+            && t.outbox.is_empty();
+        if bookkeeping_only
+            && let Some(won) = self.polls.record(&t.environment_id, auth_req_id, update)
         {
-            return Ok(None);
+            return Ok(Some(if won { Applied::Won } else { Applied::Lost }));
         }
-        let recorded =
-            ciba::record_poll(&self.bookkeeping, &t.environment_id, auth_req_id, update).await?;
-        Ok(Some(if recorded {
-            Applied::Won
-        } else {
-            Applied::Lost
-        }))
+        let (pin, held) = self.polls.pin(&t.environment_id, auth_req_id);
+        if let Some(record) = held {
+            self.writer.write_polls(vec![record]).await?;
+        }
+        let applied = self.writer.apply(t.clone()).await;
+        drop(pin);
+        applied.map(Some)
     }
 }
 

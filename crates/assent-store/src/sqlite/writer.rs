@@ -25,8 +25,12 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::db_err;
+use super::polls::{PollKey, PollRecord};
 use super::transitions::{Written, write_transition};
-use crate::{InProcessWakeUps, StoreError, StoreResult, WakeKey, WakeUps, WriteStats};
+use crate::{
+    BATCH_SIZE_BOUNDS, COMMIT_DURATION_BOUNDS_MICROS, InProcessWakeUps, StoreError, StoreResult,
+    WakeKey, WakeUps, WriteStats,
+};
 
 /// The most transitions applied in one transaction. Bounds how long the write lock is held and
 /// how long the last caller of a batch waits for the first ones.
@@ -57,6 +61,10 @@ pub(super) enum WriteConnection {
 )]
 enum Job {
     Apply(Queued),
+    /// Write poll records held in memory (`polls.rs`), in a transaction of their own without
+    /// an fsync, after what is queued before them. Answers the keys of requests no longer
+    /// PENDING.
+    Polls(Vec<PollRecord>, oneshot::Sender<StoreResult<Vec<PollKey>>>),
     /// Stop after what is queued before it, closing the writer's own connection.
     Close(oneshot::Sender<()>),
 }
@@ -74,6 +82,41 @@ struct Counters {
     /// job is in the queue, so a reader that sees `n` knows the first `n` are there, in order;
     /// the writer may count a job down before its caller counted it up, hence signed.
     queued: AtomicI64,
+    /// Per bucket of `BATCH_SIZE_BOUNDS` (not cumulative here).
+    batch_sizes: [AtomicU64; BATCH_SIZE_BOUNDS.len()],
+    /// Per bucket of `COMMIT_DURATION_BOUNDS_MICROS` (not cumulative here).
+    commit_durations: [AtomicU64; COMMIT_DURATION_BOUNDS_MICROS.len()],
+    commit_micros: AtomicU64,
+}
+
+impl Counters {
+    fn committed(&self, transitions: usize, took: std::time::Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.transitions
+            .fetch_add(transitions as u64, Ordering::Relaxed);
+        let size = transitions as u64;
+        // Above the last bound: counted only in the total (Prometheus' `+Inf`), the commits.
+        if let Some(b) = BATCH_SIZE_BOUNDS.iter().position(|&bound| size <= bound) {
+            self.batch_sizes[b].fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        if let Some(d) = COMMIT_DURATION_BOUNDS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+        {
+            self.commit_durations[d].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Cumulative bucket counts, from per-bucket ones.
+fn cumulative<const N: usize>(per_bucket: &[AtomicU64; N]) -> [u64; N] {
+    let mut total = 0;
+    std::array::from_fn(|i| {
+        total += per_bucket[i].load(Ordering::Relaxed);
+        total
+    })
 }
 
 impl Writer {
@@ -108,6 +151,16 @@ impl Writer {
         answered.await.unwrap_or_else(|_| Err(writer_gone()))
     }
 
+    /// Writes poll records after what is queued (one writer, so they never wait for the
+    /// database's write lock against a batch). Returns the keys of requests no longer PENDING.
+    pub(super) async fn write_polls(&self, records: Vec<PollRecord>) -> StoreResult<Vec<PollKey>> {
+        let (answer, answered) = oneshot::channel();
+        if self.queue.send(Job::Polls(records, answer)).await.is_err() {
+            return Err(writer_gone());
+        }
+        answered.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
     /// Applies what is queued, then stops the writer (closing its connection); later
     /// transitions fail.
     pub(super) async fn close(&self) {
@@ -123,6 +176,9 @@ impl Writer {
             transitions: self.counters.transitions.load(Ordering::Relaxed),
             commits: self.counters.commits.load(Ordering::Relaxed),
             queued: u64::try_from(self.counters.queued.load(Ordering::SeqCst)).unwrap_or(0),
+            batch_sizes: cumulative(&self.counters.batch_sizes),
+            commit_durations: cumulative(&self.counters.commit_durations),
+            commit_micros: self.counters.commit_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -155,12 +211,14 @@ async fn run(
         };
         // Never closed, so `Err` cannot happen; without a permit the batch simply goes ahead.
         let _held = gate.acquire().await.ok();
+        // What ends the batch, to be done after it.
+        let mut after = None;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
                 Job::Apply(queued) => batch.push(queued),
-                Job::Close(done) => {
-                    close = Some(done);
+                other => {
+                    after = Some(other);
                     break;
                 }
             }
@@ -168,44 +226,26 @@ async fn run(
                 next = jobs.try_recv().ok();
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            counters.queued.fetch_sub(
+                i64::try_from(batch.len()).unwrap_or(i64::MAX),
+                Ordering::SeqCst,
+            );
+            run_batch(&mut conn, &wake_ups, &counters, &mut batch).await;
         }
-        counters.queued.fetch_sub(
-            i64::try_from(batch.len()).unwrap_or(i64::MAX),
-            Ordering::SeqCst,
-        );
-        let applied = match &mut conn {
-            WriteConnection::Own(c) => apply_batch(c, &batch).await,
-            WriteConnection::Pool(pool) => match pool.acquire().await {
-                Ok(mut c) => apply_batch(&mut c, &batch).await,
-                Err(e) => Err(db_err(e)),
-            },
-        };
-        match applied {
-            Ok(outcomes) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .transitions
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let answer = outcome.map(|written| match written {
-                        Written::Done { wake } => {
-                            publish(&wake_ups, &job.transition, wake.as_ref());
-                            Applied::Won
-                        }
-                        Written::Refused(applied) => applied,
-                    });
-                    // A caller that stopped waiting has nothing to be told.
-                    let _ = job.answer.send(answer);
-                }
+        match after {
+            Some(Job::Polls(records, answer)) => {
+                let written = match &mut conn {
+                    WriteConnection::Own(c) => write_polls(c, &records).await,
+                    WriteConnection::Pool(pool) => match pool.acquire().await {
+                        Ok(mut c) => write_polls(&mut c, &records).await,
+                        Err(e) => Err(db_err(e)),
+                    },
+                };
+                let _ = answer.send(written);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, transitions = batch.len(), "a group commit failed");
-                for job in batch.drain(..) {
-                    let _ = job.answer.send(Err(e.clone()));
-                }
-            }
+            Some(Job::Close(done)) => close = Some(done),
+            Some(Job::Apply(_)) | None => {}
         }
     }
     // Jobs still queued are dropped with the queue: their callers get `writer_gone`.
@@ -218,6 +258,66 @@ async fn run(
     if let Some(done) = close {
         let _ = done.send(());
     }
+}
+
+/// Applies `batch` in one transaction and answers each caller (draining `batch`).
+async fn run_batch(
+    conn: &mut WriteConnection,
+    wake_ups: &InProcessWakeUps,
+    counters: &Counters,
+    batch: &mut Vec<Queued>,
+) {
+    let started = std::time::Instant::now();
+    let applied = match conn {
+        WriteConnection::Own(c) => apply_batch(c, batch).await,
+        WriteConnection::Pool(pool) => match pool.acquire().await {
+            Ok(mut c) => apply_batch(&mut c, batch).await,
+            Err(e) => Err(db_err(e)),
+        },
+    };
+    match applied {
+        Ok(outcomes) => {
+            counters.committed(batch.len(), started.elapsed());
+            for (job, outcome) in batch.drain(..).zip(outcomes) {
+                let answer = outcome.map(|written| match written {
+                    Written::Done { wake } => {
+                        publish(wake_ups, &job.transition, wake.as_ref());
+                        Applied::Won
+                    }
+                    Written::Refused(applied) => applied,
+                });
+                // A caller that stopped waiting has nothing to be told.
+                let _ = job.answer.send(answer);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, transitions = batch.len(), "a group commit failed");
+            for job in batch.drain(..) {
+                let _ = job.answer.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Poll records in one transaction committed without an fsync (`synchronous=NORMAL` for
+/// its commit only: the next FULL commit syncs it). Returns the keys that matched no PENDING
+/// request.
+async fn write_polls(
+    conn: &mut SqliteConnection,
+    records: &[PollRecord],
+) -> StoreResult<Vec<PollKey>> {
+    sqlx::raw_sql("PRAGMA synchronous = NORMAL")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let written = super::polls::write(&mut *conn, records).await;
+    let restored = sqlx::raw_sql("PRAGMA synchronous = FULL")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err);
+    let gone = written?;
+    restored?;
+    Ok(gone)
 }
 
 /// One transaction for the whole batch, one savepoint per transition. `Ok` holds each

@@ -100,7 +100,9 @@ impl Harness {
         tweak: impl FnOnce(&mut ServerConfig),
         adjust: impl FnOnce(&mut AppState),
     ) -> Harness {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        // Under the directory cache, as `assent serve` runs it.
+        let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(assent_store::CachedStore::new(sqlite).await.unwrap());
         Self::on_store(store, ManualClock::new(START), tweak, adjust).await
     }
 
