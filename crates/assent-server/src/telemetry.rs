@@ -171,7 +171,7 @@ impl Metrics {
             "Transitions per committed group commit.",
             BATCH_SIZE_BOUNDS.iter().map(|&b| b.to_string()),
             &stats.batch_sizes,
-            stats.transitions.to_string(),
+            &stats.transitions.to_string(),
             stats.commits,
         );
         histogram(
@@ -180,7 +180,7 @@ impl Metrics {
             "Time of a group commit from BEGIN to the end of COMMIT (its fsync included).",
             COMMIT_DURATION_BOUNDS_MICROS.iter().map(|&b| seconds(b)),
             &stats.commit_durations,
-            seconds(stats.commit_micros),
+            &seconds(stats.commit_micros),
             stats.commits,
         );
         text
@@ -206,7 +206,7 @@ fn histogram(
     help: &str,
     bounds: impl Iterator<Item = String>,
     cumulative: &[u64],
-    sum: String,
+    sum: &str,
     count: u64,
 ) {
     use std::fmt::Write;
