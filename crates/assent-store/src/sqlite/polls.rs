@@ -11,8 +11,10 @@
 //! the request pinned meanwhile (nothing held for it, so its concurrent records take the same
 //! path and the writer orders them). An entry is dropped when its request is
 //! decided, expired or redeemed through this store, when the flusher finds the request no longer
-//! PENDING, and once it went one whole flush interval unpolled. A reader that read the row before such a drop
-//! does not put its (maybe older) values back: drops bump a generation, as in the directory cache.
+//! PENDING, and once it went one whole flush interval unpolled. A reader that read the row
+//! before such a drop does not put its (maybe older) values back: every drop bumps a generation
+//! and is recorded per request until the next flush, so a read is refused only for a request
+//! dropped after it began (or, for a read older than the last flush, after any drop).
 //!
 //! What this gives up, by design (the issue's "not durable where losing it only spares a
 //! client one `slow_down`"): a crash loses at most the last interval's poll records, and two
@@ -72,6 +74,26 @@ struct Held {
     /// Requests with a poll record on its way through the database (`pin`): nothing is held
     /// for them meanwhile, so every record of theirs goes the same way, one after another.
     pinned: HashMap<Key, u32>,
+    /// The generation at which each key was last dropped, since `dropped_since`: a read that
+    /// began at or after `dropped_since` may hold a key not dropped after it began. (Cleared at
+    /// every flush, so it stays as small as what one interval drops.)
+    dropped: HashMap<Key, u64>,
+    dropped_since: u64,
+}
+
+impl Held {
+    /// Whether a read that began at generation `at` may hold what it read of `key`.
+    fn may_hold(&self, key: &Key, at: u64, now: u64) -> bool {
+        if self.pinned.contains_key(key) {
+            return false;
+        }
+        if at >= self.dropped_since {
+            self.dropped.get(key).is_none_or(|&g| g <= at)
+        } else {
+            // Began before the drops on record: only if nothing was dropped since.
+            now == at
+        }
+    }
 }
 
 #[derive(Default)]
@@ -79,6 +101,12 @@ pub(super) struct PollBook {
     held: Mutex<Held>,
     /// Bumped (under the lock) whenever entries are dropped or a pin ends.
     drops: AtomicU64,
+}
+
+/// Records that `key` was dropped now (under the lock).
+fn dropped(held: &mut Held, drops: &AtomicU64, key: Key) {
+    let g = drops.fetch_add(1, Ordering::SeqCst) + 1;
+    held.dropped.insert(key, g);
 }
 
 impl PollBook {
@@ -103,7 +131,7 @@ impl PollBook {
             e.touched = true;
             req.last_polled_at = e.polled.last_polled_at;
             req.interval_seconds = e.polled.interval_seconds;
-        } else if self.drops.load(Ordering::SeqCst) == at && !held.pinned.contains_key(&key) {
+        } else if held.may_hold(&key, at, self.drops.load(Ordering::SeqCst)) {
             let polled = Polled {
                 last_polled_at: req.last_polled_at,
                 interval_seconds: req.interval_seconds,
@@ -163,7 +191,7 @@ impl PollBook {
         *held.pinned.entry(key.clone()).or_insert(0) += 1;
         let removed = held.entries.remove(&key);
         if removed.is_some() {
-            self.drops.fetch_add(1, Ordering::SeqCst);
+            dropped(&mut held, &self.drops, key.clone());
         }
         let changed = removed.filter(|e| e.dirty).map(|e| (key.clone(), e.polled));
         (Pin { book: self, key }, changed)
@@ -179,18 +207,15 @@ impl PollBook {
                 held.pinned.remove(key);
             }
         }
-        self.drops.fetch_add(1, Ordering::SeqCst);
+        dropped(&mut held, &self.drops, key.clone());
     }
 
     /// Drops the entry of a request that left PENDING (or is gone).
     pub(super) fn forget(&self, env_id: &EnvironmentId, auth_req_id: &AuthReqId) {
         let mut held = self.lock();
-        if held
-            .entries
-            .remove(&(env_id.clone(), auth_req_id.clone()))
-            .is_some()
-        {
-            self.drops.fetch_add(1, Ordering::SeqCst);
+        let key = (env_id.clone(), auth_req_id.clone());
+        if held.entries.remove(&key).is_some() {
+            dropped(&mut held, &self.drops, key);
         }
     }
 
@@ -203,10 +228,21 @@ impl PollBook {
     /// since the last flush. Hand the result to `flushed` once written.
     pub(super) fn take_changed(&self) -> Vec<PollRecord> {
         let mut held = self.lock();
-        let before = held.entries.len();
-        held.entries.retain(|_, e| e.touched || e.dirty);
-        if held.entries.len() != before {
-            self.drops.fetch_add(1, Ordering::SeqCst);
+        let held = &mut *held;
+        held.dropped.clear();
+        held.dropped_since = self.drops.load(Ordering::SeqCst);
+        let untouched: Vec<Key> = held
+            .entries
+            .iter()
+            .filter(|(_, e)| !(e.touched || e.dirty))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !untouched.is_empty() {
+            let g = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
+            for key in untouched {
+                held.entries.remove(&key);
+                held.dropped.insert(key, g);
+            }
         }
         held.entries
             .iter_mut()
@@ -228,10 +264,9 @@ impl PollBook {
         match written {
             Ok(gone) => {
                 for key in gone {
-                    held.entries.remove(key);
-                }
-                if !gone.is_empty() {
-                    self.drops.fetch_add(1, Ordering::SeqCst);
+                    if held.entries.remove(key).is_some() {
+                        dropped(&mut held, &self.drops, key.clone());
+                    }
                 }
             }
             Err(_) => {
@@ -296,4 +331,89 @@ pub(super) async fn write(
     }
     tx.commit().await.map_err(db_err)?;
     Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsuite::ciba_request;
+
+    fn request(n: u32) -> CibaRequest {
+        ciba_request(
+            &"env-1".into(),
+            &"app-1".into(),
+            &format!("user-{n}").as_str().into(),
+        )
+    }
+
+    /// A read holds what it read unless that request was dropped after the read began; drops
+    /// of other requests do not stop it (so they do not send its poll to the database).
+    #[test]
+    fn only_a_drop_of_the_same_request_stops_a_read_from_holding_it() {
+        let book = PollBook::default();
+        let (a, b) = (request(1), request(2));
+        // b is held, and dropped while a and b are being read.
+        book.merge(&mut b.clone(), book.generation());
+        let at = book.generation();
+        book.forget(&b.environment_id, &b.auth_req_id);
+        book.merge(&mut a.clone(), at);
+        book.merge(&mut b.clone(), at);
+        assert_eq!(book.held(), 1);
+        assert!(
+            book.record(&a.environment_id, &a.auth_req_id, &first(&a))
+                .is_some(),
+            "a is held"
+        );
+        assert!(
+            book.record(&b.environment_id, &b.auth_req_id, &first(&b))
+                .is_none(),
+            "b's stale read was not held"
+        );
+    }
+
+    /// A read that began before the last flush holds nothing once anything was dropped since.
+    #[test]
+    fn a_read_older_than_the_last_flush_holds_nothing_after_a_drop() {
+        let book = PollBook::default();
+        let (a, b) = (request(1), request(2));
+        book.merge(&mut b.clone(), book.generation());
+        let at = book.generation();
+        book.take_changed();
+        book.take_changed(); // b, untouched for an interval, is dropped; the record is cleared
+        book.take_changed();
+        book.merge(&mut a.clone(), at);
+        assert_eq!(book.held(), 0);
+        // A read that begins now holds it.
+        book.merge(&mut a.clone(), book.generation());
+        assert_eq!(book.held(), 1);
+    }
+
+    /// While a request is pinned (a record of it on its way through the database), nothing is
+    /// held for it, and its records go to the database too.
+    #[test]
+    fn a_pinned_request_is_not_held() {
+        let book = PollBook::default();
+        let a = request(1);
+        book.merge(&mut a.clone(), book.generation());
+        let (pin, changed) = book.pin(&a.environment_id, &a.auth_req_id);
+        assert!(changed.is_none(), "nothing changed since the row was read");
+        book.merge(&mut a.clone(), book.generation());
+        assert_eq!(book.held(), 0);
+        assert!(
+            book.record(&a.environment_id, &a.auth_req_id, &first(&a))
+                .is_none()
+        );
+        drop(pin);
+        book.merge(&mut a.clone(), book.generation());
+        assert_eq!(book.held(), 1);
+    }
+
+    fn first(r: &CibaRequest) -> PollUpdate {
+        PollUpdate {
+            expected_last_polled_at: r.last_polled_at,
+            expected_interval_seconds: r.interval_seconds,
+            last_polled_at: r.created_at,
+            interval_seconds: r.interval_seconds,
+        }
+    }
 }
