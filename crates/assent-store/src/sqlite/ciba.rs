@@ -228,14 +228,20 @@ impl CibaStore for SqliteStore {
         auth_req_id: &AuthReqId,
     ) -> StoreResult<CibaRequest> {
         let at = self.polls.generation();
-        let row =
-            sqlx::query("SELECT * FROM ciba_requests WHERE environment_id = ? AND auth_req_id = ?")
+        let mut req = match &self.readers {
+            Some(readers) => readers.ciba_request(env_id, auth_req_id)?,
+            None => {
+                let row = sqlx::query(
+                    "SELECT * FROM ciba_requests WHERE environment_id = ? AND auth_req_id = ?",
+                )
                 .bind(env_id.as_str())
                 .bind(auth_req_id.as_str())
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err)?;
-        let mut req = rows::ciba_request(&row)?;
+                rows::ciba_request(&row)?
+            }
+        };
         // The poll records held in memory are newer than the row's (`polls.rs`).
         self.polls.merge(&mut req, at);
         Ok(req)
@@ -289,7 +295,7 @@ impl CibaStore for SqliteStore {
             table: "ciba_requests",
             id_column: "auth_req_id",
             filter: &push_filter,
-            map_row: rows::ciba_request,
+            map_row: |row| rows::ciba_request(row),
             key: ciba_key,
         };
         list_page(&self.pool, spec, page).await

@@ -25,6 +25,7 @@ mod jtis;
 mod keys;
 mod paging;
 mod polls;
+mod reader;
 mod rows;
 mod tokens;
 mod transitions;
@@ -54,6 +55,8 @@ pub struct SqliteStore {
     wake_ups: InProcessWakeUps,
     /// Applies every durable transition, in batches, and writes the poll records.
     writer: Arc<writer::Writer>,
+    /// The hot read of a CIBA request on the caller's thread (a file database only).
+    readers: Option<reader::Readers>,
     /// Poll bookkeeping held in memory and flushed through the writer (`polls.rs`).
     polls: Arc<polls::PollBook>,
     /// Writes `polls` every `polls::FLUSH_INTERVAL` until the store is closed or dropped.
@@ -104,7 +107,12 @@ impl SqliteStore {
         let own = sqlx::ConnectOptions::connect(&options)
             .await
             .map_err(db_err)?;
-        Self::migrated(pool, writer::WriteConnection::Own(own)).await
+        Self::migrated(
+            pool,
+            writer::WriteConnection::Own(own),
+            Some(reader::Readers::new(path)),
+        )
+        .await
     }
 
     /// A private in-memory database (for tests). The pool holds exactly one connection that
@@ -124,7 +132,7 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         let writes = writer::WriteConnection::Pool(pool.clone());
-        Self::migrated(pool.clone(), writes).await
+        Self::migrated(pool.clone(), writes, None).await
     }
 
     /// Migrates the database behind `pool` and starts the writer (on the current Tokio
@@ -132,6 +140,7 @@ impl SqliteStore {
     async fn migrated(
         pool: SqlitePool,
         writes: writer::WriteConnection,
+        readers: Option<reader::Readers>,
     ) -> StoreResult<SqliteStore> {
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
@@ -159,6 +168,7 @@ impl SqliteStore {
             writer,
             pool,
             wake_ups,
+            readers,
             polls,
             flusher: Mutex::new(Some(flusher)),
         })

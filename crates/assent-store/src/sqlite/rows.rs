@@ -155,25 +155,80 @@ pub(super) fn signing_key(row: &SqliteRow) -> StoreResult<SigningKey> {
     })
 }
 
-pub(super) fn ciba_request(row: &SqliteRow) -> StoreResult<CibaRequest> {
+/// The columns of a row by name, whichever driver read it: sqlx's rows, and rusqlite's for the
+/// hot read of a CIBA request (`reader.rs`), decode through the same mapping.
+pub(super) trait Cells {
+    fn text(&self, col: &str) -> StoreResult<Option<String>>;
+    fn int(&self, col: &str) -> StoreResult<Option<i64>>;
+}
+
+impl Cells for SqliteRow {
+    fn text(&self, col: &str) -> StoreResult<Option<String>> {
+        get(self, col)
+    }
+
+    fn int(&self, col: &str) -> StoreResult<Option<i64>> {
+        get(self, col)
+    }
+}
+
+impl Cells for rusqlite::Row<'_> {
+    fn text(&self, col: &str) -> StoreResult<Option<String>> {
+        self.get(col)
+            .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+    }
+
+    fn int(&self, col: &str) -> StoreResult<Option<i64>> {
+        self.get(col)
+            .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+    }
+}
+
+fn required<T>(value: Option<T>, col: &str) -> StoreResult<T> {
+    value.ok_or_else(|| StoreError::Corrupt(format!("{col}: unexpected NULL")))
+}
+
+fn cell_text(row: &impl Cells, col: &str) -> StoreResult<String> {
+    required(row.text(col)?, col)
+}
+
+fn cell_ts(row: &impl Cells, col: &str) -> StoreResult<Timestamp> {
+    required(row.int(col)?, col).map(Timestamp)
+}
+
+fn cell_wire<E>(row: &impl Cells, col: &str, parse: fn(&str) -> Option<E>) -> StoreResult<E> {
+    let text = cell_text(row, col)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{col}: unknown value {text:?}")))
+}
+
+fn cell_opt_json<T: DeserializeOwned>(row: &impl Cells, col: &str) -> StoreResult<Option<T>> {
+    match row.text(col)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))),
+    }
+}
+
+pub(super) fn ciba_request(row: &impl Cells) -> StoreResult<CibaRequest> {
     Ok(CibaRequest {
-        auth_req_id: id(row, "auth_req_id")?,
-        environment_id: id(row, "environment_id")?,
-        application_id: id(row, "application_id")?,
-        user_id: id(row, "user_id")?,
-        scope: get(row, "scope")?,
-        binding_message: get(row, "binding_message")?,
-        acr_values: get(row, "acr_values")?,
-        authorization_details: opt_json(row, "authorization_details")?,
-        delivery_mode: wire(row, "delivery_mode", DeliveryMode::parse)?,
-        client_notification_token: get(row, "client_notification_token")?,
-        created_at: ts(row, "created_at")?,
-        expires_at: ts(row, "expires_at")?,
-        interval_seconds: get(row, "interval_seconds")?,
-        last_polled_at: opt_ts(row, "last_polled_at")?,
-        status: wire(row, "status", CibaStatus::parse)?,
-        decision: opt_json(row, "decision")?,
-        redeemed_at: opt_ts(row, "redeemed_at")?,
+        auth_req_id: cell_text(row, "auth_req_id")?.into(),
+        environment_id: cell_text(row, "environment_id")?.into(),
+        application_id: cell_text(row, "application_id")?.into(),
+        user_id: cell_text(row, "user_id")?.into(),
+        scope: cell_text(row, "scope")?,
+        binding_message: row.text("binding_message")?,
+        acr_values: row.text("acr_values")?,
+        authorization_details: cell_opt_json(row, "authorization_details")?,
+        delivery_mode: cell_wire(row, "delivery_mode", DeliveryMode::parse)?,
+        client_notification_token: row.text("client_notification_token")?,
+        created_at: cell_ts(row, "created_at")?,
+        expires_at: cell_ts(row, "expires_at")?,
+        interval_seconds: required(row.int("interval_seconds")?, "interval_seconds")?,
+        last_polled_at: row.int("last_polled_at")?.map(Timestamp),
+        status: cell_wire(row, "status", CibaStatus::parse)?,
+        decision: cell_opt_json(row, "decision")?,
+        redeemed_at: row.int("redeemed_at")?.map(Timestamp),
     })
 }
 

@@ -1,0 +1,95 @@
+//! The hot read of a CIBA request, on the caller's thread: a small pool of rusqlite
+//! connections (read-only, WAL) used synchronously, so a poll's one database read costs no
+//! hand-off to sqlx's SQLite worker thread and back (two futex wake-ups and two context
+//! switches per query, about a quarter of a poll's CPU before: docs/performance.md).
+//!
+//! A point read by primary key on a WAL database takes microseconds and never waits for the
+//! writer (WAL readers do not block on it), so running it on a Tokio worker thread is fine; a
+//! read that must wait for the disk (a page not in the OS cache) holds that thread as long.
+//! `busy_timeout` covers the rare moments a reader waits on the WAL index (a checkpoint
+//! restarting the log).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use assent_core::{AuthReqId, CibaRequest, EnvironmentId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::rows;
+use crate::{StoreError, StoreResult};
+
+/// Idle connections kept (more are opened when more callers read at once, and closed after).
+const IDLE: usize = 8;
+
+pub(super) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn read_err(e: &rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl Readers {
+    pub(super) fn new(path: &Path) -> Readers {
+        Readers {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> StoreResult<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| read_err(&e))?;
+        conn.busy_timeout(super::BUSY_TIMEOUT)
+            .map_err(|e| read_err(&e))?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on an idle connection (or a new one), then keeps it for the next caller.
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE {
+            idle.push(conn);
+        }
+        result
+    }
+
+    /// The request's row, decoded (`NotFound` when there is none).
+    pub(super) fn ciba_request(
+        &self,
+        env_id: &EnvironmentId,
+        auth_req_id: &AuthReqId,
+    ) -> StoreResult<CibaRequest> {
+        self.with(|conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT * FROM ciba_requests WHERE environment_id = ?1 AND auth_req_id = ?2",
+                )
+                .map_err(|e| read_err(&e))?;
+            let mut rows = statement
+                .query((env_id.as_str(), auth_req_id.as_str()))
+                .map_err(|e| read_err(&e))?;
+            let row = rows
+                .next()
+                .optional()
+                .map_err(|e| read_err(&e))?
+                .flatten()
+                .ok_or(StoreError::NotFound)?;
+            rows::ciba_request(row)
+        })
+    }
+}
