@@ -777,8 +777,11 @@ impl<S: Store + ?Sized> Housekeeping for CachedStore<S> {
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
         let deleted = self.inner.purge_expired(now).await?;
         // Retired signing keys past keeping go too: their deletes gave their environments new
-        // versions, so what is held of them goes now.
-        self.refresh().await?;
+        // versions, so what is held of them goes now (all of it, if the versions cannot be
+        // read: the purge itself succeeded).
+        if self.refresh().await.is_err() {
+            self.clear();
+        }
         Ok(deleted)
     }
 }
