@@ -383,7 +383,8 @@ async fn refresh<S: Store + ?Sized>(inner: &S, shared: &Shared) -> StoreResult<(
         shared.invalidate(env);
         newest = newest.max(*version);
     }
-    shared.seen_version.store(newest, Ordering::SeqCst);
+    // Two refreshes at once (the refresher and a purge) never move it back.
+    shared.seen_version.fetch_max(newest, Ordering::SeqCst);
     if !changed.is_empty() {
         tracing::debug!(
             environments = changed.len(),
