@@ -190,6 +190,9 @@ impl SqliteStore {
             tracing::warn!(error = %e, "writing the last poll records failed");
         }
         self.writer.close().await;
+        if let Some(readers) = &self.readers {
+            readers.close();
+        }
         self.pool.close().await;
     }
 

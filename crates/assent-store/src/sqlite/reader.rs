@@ -10,6 +10,7 @@
 //! restarting the log).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use assent_core::{AuthReqId, CibaRequest, EnvironmentId};
@@ -24,6 +25,8 @@ const IDLE: usize = 8;
 pub(super) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Set by `close`: later reads fail, as they do on sqlx's closed pool.
+    closed: AtomicBool,
 }
 
 fn read_err(e: &rusqlite::Error) -> StoreError {
@@ -35,10 +38,14 @@ impl Readers {
         Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         }
     }
 
     fn open(&self) -> StoreResult<Connection> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Database("the store is closed".into()));
+        }
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -62,10 +69,19 @@ impl Readers {
         };
         let result = read(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE {
+        if idle.len() < IDLE && !self.closed.load(Ordering::SeqCst) {
             idle.push(conn);
         }
         result
+    }
+
+    /// Closes the idle connections (those in use close when their read ends).
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The request's row, decoded (`NotFound` when there is none).
