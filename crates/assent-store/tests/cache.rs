@@ -45,10 +45,7 @@ async fn reads_are_served_from_memory_until_a_change_elsewhere_is_refreshed() {
     let env = cached.get_environment(&s.env.id).await.unwrap();
     cached.get_application(&s.env.id, &s.app.id).await.unwrap();
     cached.get_user(&s.env.id, &s.user.id).await.unwrap();
-    let found = cached
-        .find_user_by_username(&s.env.id, "alice")
-        .await
-        .unwrap();
+    let found = by_name(&cached, &s.env.id, "alice").await;
     assert_eq!(found.unwrap().id, s.user.id);
     cached
         .current_signing_key(&s.env.id, SigningAlgorithm::ES256)
@@ -58,10 +55,7 @@ async fn reads_are_served_from_memory_until_a_change_elsewhere_is_refreshed() {
     cached.get_environment(&s.env.id).await.unwrap();
     cached.get_application(&s.env.id, &s.app.id).await.unwrap();
     cached.get_user(&s.env.id, &s.user.id).await.unwrap();
-    cached
-        .find_user_by_username(&s.env.id, "alice")
-        .await
-        .unwrap();
+    by_name(&cached, &s.env.id, "alice").await;
     cached
         .current_signing_key(&s.env.id, SigningAlgorithm::ES256)
         .await
@@ -110,11 +104,7 @@ async fn reads_are_served_from_memory_until_a_change_elsewhere_is_refreshed() {
             .unwrap()
             .enabled
     );
-    let by_name = cached
-        .find_user_by_username(&s.env.id, "alice")
-        .await
-        .unwrap()
-        .unwrap();
+    let by_name = by_name(&cached, &s.env.id, "alice").await.unwrap();
     assert!(!by_name.enabled);
     assert!(
         !cached
@@ -167,13 +157,7 @@ async fn writes_through_the_cache_take_effect_on_the_next_read() {
         cached.get_user(&s.env.id, &s.user.id).await,
         Err(StoreError::NotFound)
     ));
-    assert!(
-        cached
-            .find_user_by_username(&s.env.id, "alice")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(by_name(&cached, &s.env.id, "alice").await.is_none());
 }
 
 /// The entry (and with it the opened secret) is shared while the application is unchanged,
@@ -222,21 +206,9 @@ async fn an_application_entry_keeps_its_opened_secret_until_the_application_chan
 async fn lookups_that_find_nobody_are_not_cached() {
     let (cached, other) = pair().await;
     let s = seed(&cached).await;
-    assert!(
-        cached
-            .find_user_by_username(&s.env.id, "bob")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(by_name(&cached, &s.env.id, "bob").await.is_none());
     other.create_user(&user(&s.env.id, "bob")).await.unwrap();
-    assert!(
-        cached
-            .find_user_by_username(&s.env.id, "bob")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(by_name(&cached, &s.env.id, "bob").await.is_some());
 }
 
 /// Every write of an environment, its applications, users or keys moves its version; other
@@ -275,6 +247,24 @@ async fn directory_versions_move_with_every_write_of_an_environment() {
     );
 }
 
+/// The user a username hint finds, through `store`.
+async fn by_name(
+    store: &dyn Store,
+    env_id: &assent_core::EnvironmentId,
+    username: &str,
+) -> Option<assent_core::User> {
+    store.find_user_by_username(env_id, username).await.unwrap()
+}
+
+/// Whether a poll record of `req` won.
+async fn recorded(store: &dyn Store, req: &assent_core::CibaRequest, update: PollUpdate) -> bool {
+    store
+        .apply(&ciba::record_poll(req, update))
+        .await
+        .unwrap()
+        .won()
+}
+
 fn first_poll() -> PollUpdate {
     PollUpdate {
         expected_last_polled_at: None,
@@ -306,22 +296,10 @@ async fn poll_records_are_held_in_memory_and_flushed() {
         .unwrap();
     assert_eq!(store.polls_held(), 1);
     let commits = store.write_stats().commits;
-    assert!(
-        store
-            .apply(&ciba::record_poll(&read, first_poll()))
-            .await
-            .unwrap()
-            .won()
-    );
+    assert!(recorded(&store, &read, first_poll()).await);
     assert_eq!(store.write_stats().commits, commits, "nothing written yet");
     // The same expectation again loses, in memory as in the database.
-    assert!(
-        !store
-            .apply(&ciba::record_poll(&read, first_poll()))
-            .await
-            .unwrap()
-            .won()
-    );
+    assert!(!recorded(&store, &read, first_poll()).await);
     let seen = store
         .get_ciba_request(&s.env.id, &req.auth_req_id)
         .await
@@ -350,13 +328,7 @@ async fn poll_records_are_held_in_memory_and_flushed() {
         last_polled_at: NOW.plus_secs(1),
         interval_seconds: 7,
     };
-    assert!(
-        store
-            .apply(&ciba::record_poll(&seen, slow))
-            .await
-            .unwrap()
-            .won()
-    );
+    assert!(recorded(&store, &seen, slow).await);
     store.close().await;
     let row = in_database(&s, req.auth_req_id.clone()).await;
     assert_eq!(row.last_polled_at, Some(NOW.plus_secs(1)));
@@ -378,13 +350,7 @@ async fn a_decided_request_drops_its_poll_record() {
     let t = ciba::decide(&read, decision(DecisionOutcome::Approve), NOW).unwrap();
     assert!(store.apply(&t).await.unwrap().won());
     assert_eq!(store.polls_held(), 0);
-    assert!(
-        !store
-            .apply(&ciba::record_poll(&read, first_poll()))
-            .await
-            .unwrap()
-            .won()
-    );
+    assert!(!recorded(&store, &read, first_poll()).await);
 }
 
 /// Records untouched for a whole flush interval are dropped (memory stays bounded by what is
@@ -403,26 +369,14 @@ async fn untouched_poll_records_are_dropped_and_recorded_again_through_the_datab
     store.flush_polls().await.unwrap();
     assert_eq!(store.polls_held(), 0, "untouched since the last flush");
     let commits = store.write_stats().commits;
-    assert!(
-        store
-            .apply(&ciba::record_poll(&read, first_poll()))
-            .await
-            .unwrap()
-            .won()
-    );
+    assert!(recorded(&store, &read, first_poll()).await);
     assert_eq!(
         store.write_stats().commits,
         commits + 1,
         "through the writer"
     );
     // The stale expectation loses, in the database too; the next read holds the record again.
-    assert!(
-        !store
-            .apply(&ciba::record_poll(&read, first_poll()))
-            .await
-            .unwrap()
-            .won()
-    );
+    assert!(!recorded(&store, &read, first_poll()).await);
     store
         .get_ciba_request(&s.env.id, &req.auth_req_id)
         .await
