@@ -26,8 +26,12 @@
 //!
 //! **Bounds.** At most [`MAX_ENVIRONMENTS`] environments are held, each with at most
 //! [`MAX_ENTRIES`] users, hint lookups and applications; a full map drops an arbitrary entry
-//! to make room. Lookups that find nobody are never cached (a flood of unknown hints cannot
-//! fill the cache).
+//! to make room. Lookups that find nobody (a user id or a hint naming no user: a username
+//! hint is also tried as an id, so every acknowledgement by username asks for an id that does
+//! not exist) are remembered apart, at most [`MAX_ABSENT`] of each kind per environment, so a
+//! flood of unknown hints only ever displaces other unknown ones. They are dropped like the
+//! rest: a user created through this store is found on the next request, one created
+//! elsewhere within [`REFRESH_INTERVAL`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -45,8 +49,8 @@ use zeroize::Zeroizing;
 
 use crate::{
     CibaRequestFilter, CibaStore, ClaimedWork, DirectoryStore, Housekeeping, JtiStore, KeyStore,
-    Resealed, SealedValue, Store, StoreResult, TokenStore, Transitions, WakeKey, WakeUp, WakeUps,
-    WorkStore, WriteStats,
+    Resealed, SealedValue, Store, StoreError, StoreResult, TokenStore, Transitions, WakeKey,
+    WakeUp, WakeUps, WorkStore, WriteStats,
 };
 
 /// How often the refresher reads the directory versions: the bound within which a change made
@@ -58,6 +62,10 @@ pub const MAX_ENVIRONMENTS: usize = 10_000;
 
 /// Users, hint lookups and applications held at most per environment (each).
 pub const MAX_ENTRIES: usize = 100_000;
+
+/// Lookups that found nobody remembered at most per environment (user ids, and hint lookups,
+/// each).
+pub const MAX_ABSENT: usize = 10_000;
 
 /// An application as the cache holds it: the application, its sealed client secret, and the
 /// opened secret once somebody needed it (wiped from memory when this is dropped).
@@ -146,6 +154,10 @@ struct Held {
     applications: Bounded<ApplicationId, Arc<ApplicationEntry>>,
     users: Bounded<UserId, User>,
     lookups: Bounded<(Lookup, String), UserId>,
+    /// User ids that name nobody.
+    absent_users: Bounded<UserId, ()>,
+    /// Hint lookups that found nobody.
+    absent_lookups: Bounded<(Lookup, String), ()>,
     current_keys: HashMap<SigningAlgorithm, SigningKey>,
     keys: Option<Vec<SigningKey>>,
 }
@@ -157,6 +169,8 @@ impl Held {
             applications: Bounded::new(MAX_ENTRIES),
             users: Bounded::new(MAX_ENTRIES),
             lookups: Bounded::new(MAX_ENTRIES),
+            absent_users: Bounded::new(MAX_ABSENT),
+            absent_lookups: Bounded::new(MAX_ABSENT),
             current_keys: HashMap::new(),
             keys: None,
         }
@@ -359,18 +373,22 @@ impl<S: Store + ?Sized> CachedStore<S> {
     ) -> StoreResult<Option<User>> {
         let key = (lookup, value.to_owned());
         if let Some(user) = self.shared.read(env, |h| {
-            h.lookups.get(&key).and_then(|id| h.users.get(id)).cloned()
+            match h.lookups.get(&key).and_then(|id| h.users.get(id)) {
+                Some(user) => Some(Some(user.clone())),
+                None => h.absent_lookups.get(&key).map(|()| None),
+            }
         }) {
-            return Ok(Some(user));
+            return Ok(user);
         }
         let at = self.shared.generation();
         let found = find.await?;
-        if let Some(user) = &found {
-            self.shared.fill(at, env, |h| {
+        self.shared.fill(at, env, |h| match &found {
+            Some(user) => {
                 h.lookups.insert(key, user.id.clone());
                 h.users.insert(user.id.clone(), user.clone());
-            });
-        }
+            }
+            None => h.absent_lookups.insert(key, ()),
+        });
         Ok(found)
     }
 }
@@ -519,15 +537,24 @@ impl<S: Store + ?Sized> DirectoryStore for CachedStore<S> {
     }
 
     async fn get_user(&self, env_id: &EnvironmentId, id: &UserId) -> StoreResult<User> {
-        if let Some(user) = self.shared.read(env_id, |h| h.users.get(id).cloned()) {
-            return Ok(user);
+        if let Some(user) = self.shared.read(env_id, |h| match h.users.get(id) {
+            Some(user) => Some(Ok(user.clone())),
+            None => h.absent_users.get(id).map(|()| Err(StoreError::NotFound)),
+        }) {
+            return user;
         }
         let at = self.shared.generation();
-        let user = self.inner.get_user(env_id, id).await?;
-        self.shared.fill(at, env_id, |h| {
-            h.users.insert(id.clone(), user.clone());
-        });
-        Ok(user)
+        let user = self.inner.get_user(env_id, id).await;
+        match &user {
+            Ok(found) => self.shared.fill(at, env_id, |h| {
+                h.users.insert(id.clone(), found.clone());
+            }),
+            Err(StoreError::NotFound) => self.shared.fill(at, env_id, |h| {
+                h.absent_users.insert(id.clone(), ());
+            }),
+            Err(_) => {}
+        }
+        user
     }
 
     async fn find_user_by_username(

@@ -200,15 +200,50 @@ async fn an_application_entry_keeps_its_opened_secret_until_the_application_chan
     assert_eq!(next.secret(open).unwrap(), "next");
 }
 
-/// A hint that finds nobody is not remembered: the user created next (here by another node) is
-/// found at once.
+/// A hint or an id that finds nobody is remembered, as a miss: a user created through the
+/// cache is found at once, one created elsewhere after the next refresh.
 #[tokio::test]
-async fn lookups_that_find_nobody_are_not_cached() {
+async fn lookups_that_find_nobody_are_remembered_until_a_change() {
     let (cached, other) = pair().await;
     let s = seed(&cached).await;
+    let bob = user(&s.env.id, "bob");
     assert!(by_name(&cached, &s.env.id, "bob").await.is_none());
-    other.create_user(&user(&s.env.id, "bob")).await.unwrap();
-    assert!(by_name(&cached, &s.env.id, "bob").await.is_some());
+    assert!(matches!(
+        cached.get_user(&s.env.id, &bob.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let before = cached.stats();
+    assert!(by_name(&cached, &s.env.id, "bob").await.is_none());
+    assert!(matches!(
+        cached.get_user(&s.env.id, &bob.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let after = cached.stats();
+    assert_eq!((after.hits - before.hits, after.misses), (2, before.misses));
+
+    // Created elsewhere: still nobody here until the refresh sees the change.
+    other.create_user(&bob).await.unwrap();
+    assert!(by_name(&cached, &s.env.id, "bob").await.is_none());
+    cached.refresh().await.unwrap();
+    assert_eq!(by_name(&cached, &s.env.id, "bob").await.unwrap().id, bob.id);
+    assert_eq!(
+        cached.get_user(&s.env.id, &bob.id).await.unwrap().id,
+        bob.id
+    );
+
+    // Created through the cache: found on the next request.
+    let carol = user(&s.env.id, "carol");
+    assert!(by_name(&cached, &s.env.id, "carol").await.is_none());
+    assert!(cached.get_user(&s.env.id, &carol.id).await.is_err());
+    cached.create_user(&carol).await.unwrap();
+    assert_eq!(
+        by_name(&cached, &s.env.id, "carol").await.unwrap().id,
+        carol.id
+    );
+    assert_eq!(
+        cached.get_user(&s.env.id, &carol.id).await.unwrap().id,
+        carol.id
+    );
 }
 
 /// Every write of an environment, its applications, users or keys moves its version; other
