@@ -1,5 +1,5 @@
 //! Microbenchmarks of client authentication, one per `tokenEndpointAuthMethod`, through
-//! [`assent_server::oauth::client_auth::authenticate`] over an in-memory SQLite store: what
+//! [`assent_server::oauth::client_auth::authenticate`] over a temporary SQLite store: what
 //! `/token` and `/cibaAuthorization` do before anything else. Each iteration includes the
 //! store reads (application, sealed secret) and, for the assertion methods, the single-use
 //! `jti` write; the assertions themselves are signed outside the timed part. PRIVATE_KEY_JWT
@@ -79,7 +79,7 @@ async fn create_app(fx: &Fixture, method: &str, extra: Value) -> (String, String
 }
 
 async fn fixture() -> Fixture {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temporary().await.expect("store"));
     let state = AppState::new(
         store,
         ServerConfig {

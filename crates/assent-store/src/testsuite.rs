@@ -14,7 +14,7 @@
 //!
 //! ```ignore
 //! async fn store() -> assent_store::SqliteStore {
-//!     assent_store::SqliteStore::open_in_memory().await.unwrap()
+//!     assent_store::SqliteStore::open_temporary().await.unwrap()
 //! }
 //! assent_store::store_test_suite!(store());
 //! ```

@@ -1,15 +1,16 @@
-//! The shared store test suite against SQLite: once on private in-memory databases (one
-//! connection), once on database files (a pool of connections in WAL mode, so concurrent
-//! callers really race).
+//! The shared store test suite against SQLite: once on temporary stores (deleted on drop,
+//! written without fsync), once through the directory cache, once on database files opened
+//! with `open` (fsync on every commit). All of them are WAL files with a pool of connections
+//! and the writer thread, so concurrent callers really race.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use assent_store::SqliteStore;
 
-mod in_memory {
+mod temporary {
     use super::*;
 
     async fn store() -> SqliteStore {
-        SqliteStore::open_in_memory().await.unwrap()
+        SqliteStore::open_temporary().await.unwrap()
     }
 
     assent_store::store_test_suite!(store());

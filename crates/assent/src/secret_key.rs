@@ -459,7 +459,7 @@ mod tests {
 
     /// A database from before key checks: sealed data under K1, no check row.
     async fn legacy_store(with_secret: bool) -> SqliteStore {
-        let store = SqliteStore::open_in_memory().await.unwrap();
+        let store = SqliteStore::open_temporary().await.unwrap();
         let env = environment();
         store.create_environment(&env).await.unwrap();
         let sealer = SecretBox::new(&K1);
@@ -511,7 +511,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_is_generated_only_for_an_empty_database() {
-        let store = SqliteStore::open_in_memory().await.unwrap();
+        let store = SqliteStore::open_temporary().await.unwrap();
         let dir = temp_dir("fresh");
         let file = dir.join("secret-key");
         let key = establish(&store, &settings_with(&dir, None)).await.unwrap();

@@ -253,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_refuses_a_request_it_did_not_parse() {
-        let store = assent_store::SqliteStore::open_in_memory().await.unwrap();
+        let store = assent_store::SqliteStore::open_temporary().await.unwrap();
         let state = AppState::new(
             Arc::new(store),
             ServerConfig {

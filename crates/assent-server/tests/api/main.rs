@@ -1,6 +1,6 @@
 //! assent-server's integration tests, one binary (each file in `tests/` would be a separate
 //! link): the management API and the authorization-server endpoints, driven through the real
-//! router over an in-memory SQLite store and a manual clock.
+//! router over a temporary SQLite store and a manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod management;

@@ -1,8 +1,11 @@
-//! Single-use JWT ids.
+//! Single-use JWT ids, recorded by the writer (their use is a conditional write, group-committed
+//! with the transitions).
 
 use assent_core::{EnvironmentId, Timestamp};
 
-use super::{SqliteStore, db_err};
+use rusqlite::{Connection, params};
+
+use super::{SqliteStore, sql_err};
 use crate::{JtiStore, StoreResult};
 
 #[async_trait::async_trait]
@@ -17,23 +20,42 @@ impl JtiStore for SqliteStore {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        // One statement: a fresh insert, or the takeover of an expired entry, affects one row;
-        // an unexpired entry makes the conditional DO UPDATE a no-op (0 rows).
-        let result = sqlx::query(
+        let (env_id, namespace, jti) = (env_id.clone(), namespace.to_owned(), jti.to_owned());
+        self.writer
+            .execute(move |conn| use_jti(conn, &env_id, &namespace, &jti, expires_at, now))
+            .await
+    }
+}
+
+/// Records `jti` as used until `expires_at`, in the writer's transaction. Returns false when it
+/// is in use (an unexpired entry).
+fn use_jti(
+    conn: &Connection,
+    env_id: &EnvironmentId,
+    namespace: &str,
+    jti: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    // One statement: a fresh insert, or the takeover of an expired entry, affects one row;
+    // an unexpired entry makes the conditional DO UPDATE a no-op (0 rows).
+    let used = conn
+        .prepare_cached(
             "INSERT INTO used_jtis (environment_id, namespace, jti, expires_at)
              VALUES (?, ?, ?, ?)
              ON CONFLICT (environment_id, namespace, jti)
              DO UPDATE SET expires_at = excluded.expires_at
              WHERE used_jtis.expires_at <= ?",
         )
-        .bind(env_id.as_str())
-        .bind(namespace)
-        .bind(jti)
-        .bind(expires_at.millis())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(result.rows_affected() == 1)
-    }
+        .and_then(|mut insert| {
+            insert.execute(params![
+                env_id.as_str(),
+                namespace,
+                jti,
+                expires_at.millis(),
+                now.millis()
+            ])
+        })
+        .map_err(sql_err)?;
+    Ok(used == 1)
 }

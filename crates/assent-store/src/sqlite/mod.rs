@@ -12,16 +12,20 @@
 //! that grew it does not leave it at its largest on disk.
 //!
 //! Every statement filters by `environment_id`; conditional writes (the guards of transitions,
-//! `use_jti`) are single conditional statements inside `BEGIN IMMEDIATE` transactions (or one
-//! autocommitted statement) whose outcome is read from the affected row count, so concurrent
-//! callers (pool connections or processes sharing the file) cannot both win.
+//! `use_jti`) are single conditional statements inside `BEGIN IMMEDIATE` transactions whose
+//! outcome is read from the affected row count (or `RETURNING`), so concurrent callers
+//! (connections or processes sharing the file) cannot both win.
 //!
-//! Every other transition goes through one writer task (`writer`): the transitions queued when
-//! it wakes share one transaction, one commit and one fsync (group commit, docs/store.md).
+//! Every transition, and every other write on the request path (`use_jti`), goes through one
+//! writer thread (`writer`, on rusqlite): the writes queued when it wakes share one
+//! transaction, one commit and one fsync (group commit, docs/store.md). Management writes
+//! (directory, keys), work claims and purges run on sqlx's pool; reads of CIBA requests run on
+//! rusqlite connections on the caller's thread (`reader`), the other reads on the pool.
 //!
 //! One file per aggregate (`directory`, `keys`, `ciba`, `tokens`, `jtis`, `work`), plus
-//! `transitions` (`Transitions::apply`, sequencing their SQL for one transition) and `writer`
-//! (the batches); this one opens the database, migrates it, maps errors and purges.
+//! `transitions` (`Transitions::apply`, sequencing their SQL for one transition), `writer`
+//! (the batches), `polls` (poll records in memory) and `reader`; this one opens the database,
+//! migrates it, maps errors and purges.
 
 mod ciba;
 mod directory;
@@ -37,7 +41,6 @@ mod work;
 mod writer;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -65,12 +68,45 @@ pub struct SqliteStore {
     wake_ups: InProcessWakeUps,
     /// Applies every durable transition, in batches, and writes the poll records.
     writer: Arc<writer::Writer>,
-    /// The hot read of a CIBA request on the caller's thread (a file database only).
-    readers: Option<reader::Readers>,
+    /// The hot read of a CIBA request on the caller's thread.
+    readers: reader::Readers,
     /// Poll bookkeeping held in memory and flushed through the writer (`polls.rs`).
     polls: Arc<polls::PollBook>,
     /// Writes `polls` every `polls::FLUSH_INTERVAL` until the store is closed or dropped.
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The directory of a temporary store, deleted after everything else is dropped.
+    _temporary: Option<TemporaryDir>,
+}
+
+/// A directory of its own for a temporary store, removed (with the database) on drop.
+struct TemporaryDir(std::path::PathBuf);
+
+impl TemporaryDir {
+    fn create() -> StoreResult<TemporaryDir> {
+        static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "assent-store-{}-{n}-{nanos:08x}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir).map_err(|e| {
+            StoreError::Database(format!(
+                "cannot create a temporary database in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(TemporaryDir(dir))
+    }
+}
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        // The writer thread may still hold its (unlinked) files open for a moment: harmless.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Drop for SqliteStore {
@@ -88,9 +124,7 @@ impl Drop for SqliteStore {
 
 /// While this lives, the writer starts no batch ([`SqliteStore::hold_writes`]).
 #[must_use = "the writer resumes when this is dropped"]
-pub struct HeldWrites(
-    #[expect(dead_code, reason = "held for its drop")] tokio::sync::OwnedSemaphorePermit,
-);
+pub struct HeldWrites(#[expect(dead_code, reason = "held for its drop")] writer::Hold);
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,58 +135,42 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        Self::open_with(path, writer::Durability::Full, None).await
+    }
+
+    /// A private database that lives as long as the store (for tests and benchmarks): a file
+    /// in a directory of its own under the system's temporary directory, deleted when the
+    /// store is dropped, written without any fsync. Everything else is as [`open`] gives:
+    /// WAL, the same writer and readers.
+    ///
+    /// [`open`]: SqliteStore::open
+    pub async fn open_temporary() -> StoreResult<SqliteStore> {
+        let dir = TemporaryDir::create()?;
+        let path = dir.0.join("assent.db");
+        Self::open_with(&path, writer::Durability::Off, Some(dir)).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        durability: writer::Durability,
+        temporary: Option<TemporaryDir>,
+    ) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match durability {
+                writer::Durability::Full => SqliteSynchronous::Full,
+                writer::Durability::Off => SqliteSynchronous::Off,
+            })
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options.clone())
-            .await
-            .map_err(db_err)?;
-        // The writer's own connection (`synchronous=FULL`): a batch waits for no pool.
-        let own = sqlx::ConnectOptions::connect(&options)
-            .await
-            .map_err(db_err)?;
-        Self::migrated(
-            pool,
-            writer::WriteConnection::Own(own),
-            Some(reader::Readers::new(path)),
-        )
-        .await
-    }
-
-    /// A private in-memory database (for tests). The pool holds exactly one connection that
-    /// is never recycled, so every caller sees the same data for the store's lifetime; the
-    /// writer takes it for each batch like any other caller.
-    pub async fn open_in_memory() -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(db_err)?
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        let writes = writer::WriteConnection::Pool(pool.clone());
-        Self::migrated(pool.clone(), writes, None).await
-    }
-
-    /// Migrates the database behind `pool` and starts the writer (on the current Tokio
-    /// runtime).
-    async fn migrated(
-        pool: SqlitePool,
-        writes: writer::WriteConnection,
-        readers: Option<reader::Readers>,
-    ) -> StoreResult<SqliteStore> {
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
@@ -160,7 +178,7 @@ impl SqliteStore {
         rekey_identifiers(&pool).await?;
         let wake_ups = InProcessWakeUps::new();
         let polls = Arc::new(polls::PollBook::default());
-        let writer = Arc::new(writer::Writer::start(writes, wake_ups.clone()));
+        let writer = Arc::new(writer::Writer::start(path, durability, wake_ups.clone())?);
         let flusher = tokio::spawn({
             let polls = Arc::clone(&polls);
             let writer = Arc::clone(&writer);
@@ -179,9 +197,10 @@ impl SqliteStore {
             writer,
             pool,
             wake_ups,
-            readers,
+            readers: reader::Readers::new(path),
             polls,
             flusher: Mutex::new(Some(flusher)),
+            _temporary: temporary,
         })
     }
 
@@ -201,9 +220,7 @@ impl SqliteStore {
             tracing::warn!(error = %e, "writing the last poll records failed");
         }
         self.writer.close().await;
-        if let Some(readers) = &self.readers {
-            readers.close();
-        }
+        self.readers.close();
         self.pool.close().await;
     }
 
@@ -270,18 +287,48 @@ const UNIQUE_FIELDS: &[(&str, UniqueField)] = &[
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            let haystack = format!("{} {}", d.constraint().unwrap_or_default(), d.message());
-            let field = UNIQUE_FIELDS
-                .iter()
-                .find(|(name, _)| haystack.contains(name))
-                .map_or(UniqueField::Id, |(_, field)| *field);
-            StoreError::Conflict(field)
-        }
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(unique_field(
+            &format!("{} {}", d.constraint().unwrap_or_default(), d.message()),
+        )),
         sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound,
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
             StoreError::Corrupt(e.to_string())
         }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+/// The field a uniqueness violation names (`haystack`: its constraint and message).
+fn unique_field(haystack: &str) -> UniqueField {
+    UNIQUE_FIELDS
+        .iter()
+        .find(|(name, _)| haystack.contains(name))
+        .map_or(UniqueField::Id, |(_, field)| *field)
+}
+
+/// `db_err` for the statements run with rusqlite (the writer's and the readers'): the same
+/// mapping, read from SQLite's extended result codes.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "by value so that every statement reads `.map_err(sql_err)`"
+)]
+pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
+    // SQLITE_CONSTRAINT_FOREIGNKEY, _PRIMARYKEY and _UNIQUE.
+    const FOREIGN_KEY: i32 = 787;
+    const PRIMARY_KEY: i32 = 1555;
+    const UNIQUE: i32 = 2067;
+    match &e {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        rusqlite::Error::SqliteFailure(f, message) => match f.extended_code {
+            PRIMARY_KEY | UNIQUE => {
+                StoreError::Conflict(unique_field(message.as_deref().unwrap_or_default()))
+            }
+            FOREIGN_KEY => StoreError::NotFound,
+            _ => StoreError::Database(e.to_string()),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Database(e.to_string()),
     }
 }
@@ -469,5 +516,34 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+    }
+
+    /// A temporary store is a WAL file written without fsync, in a directory of its own that
+    /// goes with the store.
+    #[tokio::test]
+    async fn temporary_stores_are_deleted_with_the_store() {
+        let store = SqliteStore::open_temporary().await.unwrap();
+        let dir = store._temporary.as_ref().unwrap().0.clone();
+        assert!(dir.join("assent.db").is_file());
+        let mut conn = store.pool.acquire().await.unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        assert_eq!(synchronous, 0, "synchronous=OFF");
+        drop(conn);
+        let other = SqliteStore::open_temporary().await.unwrap();
+        assert_ne!(
+            other._temporary.as_ref().unwrap().0,
+            dir,
+            "one directory each"
+        );
+        drop(store);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
     }
 }

@@ -20,16 +20,16 @@
 //! client one `slow_down`"): a crash loses at most the last interval's poll records, and two
 //! processes on one database judge "too soon" each on its own records (the last flush wins).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use assent_core::ciba::PollUpdate;
 use assent_core::{AuthReqId, CibaRequest, CibaStatus, EnvironmentId, Timestamp};
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::Connection;
 
-use super::db_err;
+use super::sql_err;
 use crate::StoreResult;
 
 /// A request pinned by [`PollBook::pin`] until this is dropped.
@@ -285,14 +285,21 @@ impl PollBook {
 /// Records per statement of a flush.
 const RECORDS_PER_STATEMENT: usize = 2_000;
 
-/// One transaction on `conn` (the writer's), one UPDATE per [`RECORDS_PER_STATEMENT`] records
+/// One UPDATE per [`RECORDS_PER_STATEMENT`] records on `conn`, in the writer's transaction
 /// (the records are one JSON parameter, so a flush costs a few statements, not one per
 /// request); returns the keys whose request is no longer PENDING.
-pub(super) async fn write(
-    conn: &mut SqliteConnection,
-    records: &[PollRecord],
-) -> StoreResult<Vec<PollKey>> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+pub(super) fn write(conn: &Connection, records: &[PollRecord]) -> StoreResult<Vec<PollKey>> {
+    let mut update = conn
+        .prepare_cached(
+            "UPDATE ciba_requests
+                SET last_polled_at = r.value ->> 2, interval_seconds = r.value ->> 3
+               FROM json_each(?) AS r
+              WHERE ciba_requests.environment_id = r.value ->> 0
+                AND ciba_requests.auth_req_id = r.value ->> 1
+                AND ciba_requests.status = 'PENDING'
+              RETURNING ciba_requests.environment_id, ciba_requests.auth_req_id",
+        )
+        .map_err(sql_err)?;
     let mut gone = Vec::new();
     for chunk in records.chunks(RECORDS_PER_STATEMENT) {
         let json = serde_json::Value::Array(
@@ -308,20 +315,12 @@ pub(super) async fn write(
                 })
                 .collect(),
         );
-        let updated: Vec<(String, String)> = sqlx::query_as(
-            "UPDATE ciba_requests
-                SET last_polled_at = r.value ->> 2, interval_seconds = r.value ->> 3
-               FROM json_each(?) AS r
-              WHERE ciba_requests.environment_id = r.value ->> 0
-                AND ciba_requests.auth_req_id = r.value ->> 1
-                AND ciba_requests.status = 'PENDING'
-              RETURNING ciba_requests.environment_id, ciba_requests.auth_req_id",
-        )
-        .bind(json.to_string())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let updated: std::collections::HashSet<(String, String)> = updated.into_iter().collect();
+        let updated = update
+            .query_map([json.to_string()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<(String, String)>>>())
+            .map_err(sql_err)?;
         gone.extend(
             chunk
                 .iter()
@@ -329,7 +328,6 @@ pub(super) async fn write(
                 .map(|(k, _)| k.clone()),
         );
     }
-    tx.commit().await.map_err(db_err)?;
     Ok(gone)
 }
 

@@ -16,7 +16,7 @@ use std::sync::{Mutex, PoisonError};
 use assent_core::{AuthReqId, CibaRequest, EnvironmentId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::rows;
+use super::{rows, sql_err};
 use crate::{StoreError, StoreResult};
 
 /// Idle connections kept (more are opened when more callers read at once, and closed after).
@@ -27,10 +27,6 @@ pub(super) struct Readers {
     idle: Mutex<Vec<Connection>>,
     /// Set by `close`: later reads fail, as they do on sqlx's closed pool.
     closed: AtomicBool,
-}
-
-fn read_err(e: &rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
 }
 
 impl Readers {
@@ -50,9 +46,8 @@ impl Readers {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| read_err(&e))?;
-        conn.busy_timeout(super::BUSY_TIMEOUT)
-            .map_err(|e| read_err(&e))?;
+        .map_err(sql_err)?;
+        conn.busy_timeout(super::BUSY_TIMEOUT).map_err(sql_err)?;
         Ok(conn)
     }
 
@@ -95,14 +90,14 @@ impl Readers {
                 .prepare_cached(
                     "SELECT * FROM ciba_requests WHERE environment_id = ?1 AND auth_req_id = ?2",
                 )
-                .map_err(|e| read_err(&e))?;
+                .map_err(sql_err)?;
             let mut rows = statement
                 .query((env_id.as_str(), auth_req_id.as_str()))
-                .map_err(|e| read_err(&e))?;
+                .map_err(sql_err)?;
             let row = rows
                 .next()
                 .optional()
-                .map_err(|e| read_err(&e))?
+                .map_err(sql_err)?
                 .flatten()
                 .ok_or(StoreError::NotFound)?;
             rows::ciba_request(row)

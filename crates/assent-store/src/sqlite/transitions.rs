@@ -9,7 +9,7 @@
 
 use assent_core::transition::{Applied, Change, Guard, Transition};
 use assent_core::{AuthReqId, Timestamp, UserId};
-use sqlx::SqliteConnection;
+use rusqlite::Connection;
 
 use super::tokens::{insert_access_token, insert_refresh_token};
 use super::{SqliteStore, ciba, tokens, work};
@@ -45,7 +45,7 @@ impl Written {
     }
 
     /// Done without waking anybody, or lost.
-    fn quiet(won: bool) -> Written {
+    pub(super) fn quiet(won: bool) -> Written {
         if won {
             QUIET
         } else {
@@ -82,25 +82,22 @@ impl Transitions for SqliteStore {
     }
 }
 
-/// Writes `t` (checked) in the caller's transaction: the guard and the change, the work it
-/// completes, the work it schedules. On `Refused` or an error the caller rolls back what this
-/// wrote.
-pub(super) async fn write_transition(
-    conn: &mut SqliteConnection,
-    t: &Transition,
-) -> StoreResult<Written> {
-    let written = write_change(conn, t).await?;
+/// Writes `t` (checked) in the writer's transaction: the guard and the change, the work it
+/// completes, the work it schedules. On `Refused` or an error the writer rolls back what this
+/// wrote (to the transition's savepoint).
+pub(super) fn write_transition(conn: &Connection, t: &Transition) -> StoreResult<Written> {
+    let written = write_change(conn, t)?;
     if matches!(written, Written::Refused(_)) {
         return Ok(written);
     }
     if let Some(id) = &t.completes
-        && !work::complete_work(&mut *conn, &t.environment_id, id).await?
+        && !work::complete_work(conn, &t.environment_id, id)?
     {
         // Another worker finished it: this transition must not happen twice.
         return Ok(Written::Refused(Applied::Lost));
     }
     if !t.schedule.is_empty() {
-        work::insert_work(&mut *conn, &t.schedule, judged_at(t)).await?;
+        work::insert_work(conn, &t.schedule, judged_at(t))?;
     }
     // None exist yet: the empty matches stop compiling when the audit log (issue #9) and
     // the outbox (issue #10) add them, and the loops then write them here.
@@ -149,17 +146,16 @@ impl SqliteStore {
 
 /// Checks the guard and writes the change in the caller's transaction. `t` has passed
 /// `Transition::check`, so each change comes with the guard it accepts.
-async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResult<Written> {
+fn write_change(conn: &Connection, t: &Transition) -> StoreResult<Written> {
     let env_id = &t.environment_id;
     match (&t.guard, &t.change) {
         (Guard::Admit { abuse }, Change::InsertRequest { request }) => {
             if let Some(abuse) = abuse
-                && let Some((limit, free_at)) =
-                    ciba::abuse_limit_reached(conn, request, abuse).await?
+                && let Some((limit, free_at)) = ciba::abuse_limit_reached(conn, request, abuse)?
             {
                 return Ok(Written::Refused(Applied::Limited { limit, free_at }));
             }
-            ciba::insert_request(&mut *conn, request).await?;
+            ciba::insert_request(conn, request)?;
             Ok(Written::waking(
                 &request.auth_req_id,
                 Some(request.user_id.clone()),
@@ -173,7 +169,7 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
             },
         ) => {
             // The guard is the update's expectation (`Transition::check`).
-            let recorded = ciba::record_poll(&mut *conn, env_id, auth_req_id, update).await?;
+            let recorded = ciba::record_poll(conn, env_id, auth_req_id, update)?;
             Ok(Written::quiet(recorded))
         }
         (
@@ -183,11 +179,11 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
                 decision,
             },
         ) => {
-            let user = ciba::decide(conn, env_id, auth_req_id, decision, *at).await?;
+            let user = ciba::decide(conn, env_id, auth_req_id, decision, *at)?;
             Ok(Written::waking(auth_req_id, user))
         }
         (Guard::ExpiredPendingAt { at }, Change::Expire { auth_req_id }) => {
-            let user = ciba::expire(conn, env_id, auth_req_id, *at).await?;
+            let user = ciba::expire(conn, env_id, auth_req_id, *at)?;
             Ok(Written::waking(auth_req_id, user))
         }
         (
@@ -198,20 +194,20 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
                 ..
             },
         ) => {
-            let Some(user) = ciba::mark_redeemed(conn, env_id, auth_req_id, *at).await? else {
+            let Some(user) = ciba::mark_redeemed(conn, env_id, auth_req_id, *at)? else {
                 return Ok(Written::Refused(Applied::Lost));
             };
-            insert_access_token(&mut *conn, &tokens.access_token).await?;
+            insert_access_token(conn, &tokens.access_token)?;
             if let Some(refresh) = &tokens.refresh_token {
-                insert_refresh_token(&mut *conn, refresh).await?;
+                insert_refresh_token(conn, refresh)?;
             }
             Ok(Written::waking(auth_req_id, Some(user)))
         }
         (Guard::Redeemed, Change::RevokeRequestTokens { auth_req_id }) => {
-            if !ciba::is_redeemed(conn, env_id, auth_req_id).await? {
+            if !ciba::is_redeemed(conn, env_id, auth_req_id)? {
                 return Ok(Written::Refused(Applied::Lost));
             }
-            tokens::revoke_request_tokens(conn, env_id, auth_req_id).await?;
+            tokens::revoke_request_tokens(conn, env_id, auth_req_id)?;
             Ok(QUIET)
         }
         (
@@ -226,8 +222,7 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
                 new_access,
             },
         ) => {
-            let family =
-                tokens::mark_rotated(conn, env_id, token_hash, *read, *at, *rotated_at).await?;
+            let family = tokens::mark_rotated(conn, env_id, token_hash, *read, *at, *rotated_at)?;
             let Some(family) = family else {
                 return Ok(Written::Refused(Applied::Lost));
             };
@@ -237,16 +232,16 @@ async fn write_change(conn: &mut SqliteConnection, t: &Transition) -> StoreResul
                     "malformed transition: a successor outside the rotated token's family".into(),
                 ));
             }
-            insert_refresh_token(&mut *conn, new_token).await?;
-            insert_access_token(&mut *conn, new_access).await?;
+            insert_refresh_token(conn, new_token)?;
+            insert_access_token(conn, new_access)?;
             Ok(QUIET)
         }
         (Guard::Always, Change::RevokeRefreshFamily { family_id }) => {
-            tokens::revoke_family(conn, env_id, family_id).await?;
+            tokens::revoke_family(conn, env_id, family_id)?;
             Ok(QUIET)
         }
         (Guard::Always, Change::RevokeAccessToken { jti }) => {
-            tokens::revoke_access_token(conn, env_id, jti).await?;
+            tokens::revoke_access_token(conn, env_id, jti)?;
             Ok(QUIET)
         }
         (Guard::Always, Change::Nothing) => Ok(QUIET),

@@ -1,55 +1,56 @@
-//! Scheduled work (`scheduled_work`): written and finished inside the transaction of the
-//! change that causes it (`apply`), claimed by workers with a lease.
+//! Scheduled work (`scheduled_work`): written and finished by the writer inside the
+//! transaction of the change that causes it (`apply`), claimed by workers with a lease.
 //!
 //! Work is not scoped by environment: a worker serves every environment, and work ids are
 //! random, so the claim and retry statements address rows by id alone.
 
 use assent_core::transition::{ScheduledWork, WorkId};
 use assent_core::{EnvironmentId, Timestamp};
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, params};
 
 use super::rows::{self, to_json};
-use super::{SqliteStore, db_err};
+use super::{SqliteStore, db_err, sql_err};
 use crate::{ClaimedWork, StoreResult, WorkStore};
 
-/// Inserts `work` in the caller's transaction.
-pub(super) async fn insert_work(
-    conn: &mut SqliteConnection,
+/// Inserts `work` in the writer's transaction.
+pub(super) fn insert_work(
+    conn: &Connection,
     work: &[ScheduledWork],
     now: Timestamp,
 ) -> StoreResult<()> {
-    for w in work {
-        sqlx::query(
+    let mut insert = conn
+        .prepare_cached(
             "INSERT INTO scheduled_work (id, environment_id, kind, payload, due_at, created_at)
              VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(w.id.as_str())
-        .bind(w.environment_id.as_str())
-        .bind(w.job.kind())
-        .bind(to_json(&w.job)?)
-        .bind(w.due_at.millis())
-        .bind(now.millis())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        .map_err(sql_err)?;
+    for w in work {
+        insert
+            .execute(params![
+                w.id.as_str(),
+                w.environment_id.as_str(),
+                w.job.kind(),
+                to_json(&w.job)?,
+                w.due_at.millis(),
+                now.millis(),
+            ])
+            .map_err(sql_err)?;
     }
     Ok(())
 }
 
-/// Deletes finished work in the caller's transaction. Returns false when it was already gone
+/// Deletes finished work in the writer's transaction. Returns false when it was already gone
 /// (another worker finished it): the caller's transition has then lost.
-pub(super) async fn complete_work(
-    conn: &mut SqliteConnection,
+pub(super) fn complete_work(
+    conn: &Connection,
     env_id: &EnvironmentId,
     id: &WorkId,
 ) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM scheduled_work WHERE id = ? AND environment_id = ?")
-        .bind(id.as_str())
-        .bind(env_id.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    Ok(done.rows_affected() == 1)
+    let done = conn
+        .prepare_cached("DELETE FROM scheduled_work WHERE id = ? AND environment_id = ?")
+        .and_then(|mut delete| delete.execute(params![id.as_str(), env_id.as_str()]))
+        .map_err(sql_err)?;
+    Ok(done == 1)
 }
 
 #[async_trait::async_trait]

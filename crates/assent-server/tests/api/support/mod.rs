@@ -1,4 +1,4 @@
-//! Shared test harness: the real router over an in-memory SQLite store and a manual clock,
+//! Shared test harness: the real router over a temporary SQLite store and a manual clock,
 //! driven with `oneshot` (no socket).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -101,7 +101,7 @@ impl Harness {
         adjust: impl FnOnce(&mut AppState),
     ) -> Harness {
         // Under the directory cache, as `assent serve` runs it.
-        let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_temporary().await.unwrap());
         let store: Arc<dyn Store> = Arc::new(assent_store::CachedStore::new(sqlite).await.unwrap());
         Self::on_store(store, ManualClock::new(START), tweak, adjust).await
     }
