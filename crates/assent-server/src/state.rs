@@ -30,10 +30,18 @@ pub struct ServerConfig {
 
 /// The dependencies ([`Deps`], reached through `Deref`: `state.store`, `state.now()`, …), the
 /// services built from them, and the lifecycle of background work.
+///
+/// One `Arc`, so the clone axum makes for every request and every `State` extractor is one
+/// atomic increment (it was five `Deps` and the services' handles, some forty reference
+/// counts, before: docs/performance.md).
 #[derive(Clone)]
-pub struct AppState {
-    /// Read through `Deref`; replaced only by the `set_*` methods, which rebuild the services
-    /// so they keep sharing the same values.
+pub struct AppState(Arc<Shared>);
+
+/// What an [`AppState`] shares (reached through `Deref`: `state.services`, `state.shutdown`).
+#[derive(Clone)]
+pub struct Shared {
+    /// Read through `Deref`; replaced only by the `set_*` methods of [`AppState`], which
+    /// rebuild the services so they keep sharing the same values.
     deps: Deps,
     /// The services between handlers and core, built once here.
     pub services: Services,
@@ -45,10 +53,25 @@ pub struct AppState {
 }
 
 impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Shared {
     type Target = Deps;
 
     fn deref(&self) -> &Deps {
         &self.deps
+    }
+}
+
+impl Shared {
+    fn rebuild_services(&mut self) {
+        let grants = self.services.tokens.grants().clone();
+        self.services = Services::new(&self.deps, grants);
     }
 }
 
@@ -70,35 +93,33 @@ impl AppState {
             jwks_cache: JwksCache::new(allow_private),
             metrics: Metrics::new(),
         };
-        AppState {
+        AppState(Arc::new(Shared {
             services: Services::new(&deps, GrantRegistry::standard()),
             deps,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-        }
+        }))
     }
 
     /// Replaces the clock (tests: a clock that counts its reads), for the handlers and the
-    /// services alike.
+    /// services alike. Call before the state is shared (a clone keeps what it had).
     pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
-        self.deps.clock = clock;
-        self.rebuild_services();
+        let shared = Arc::make_mut(&mut self.0);
+        shared.deps.clock = clock;
+        shared.rebuild_services();
     }
 
     /// Replaces the JWKS cache (tests: other address rules or refresh interval).
     pub fn set_jwks_cache(&mut self, cache: JwksCache) {
-        self.deps.jwks_cache = cache;
-        self.rebuild_services();
+        let shared = Arc::make_mut(&mut self.0);
+        shared.deps.jwks_cache = cache;
+        shared.rebuild_services();
     }
 
     /// Replaces the grant handlers the token endpoint answers.
     pub fn set_grants(&mut self, grants: GrantRegistry) {
-        self.services = Services::new(&self.deps, grants);
-    }
-
-    fn rebuild_services(&mut self) {
-        let grants = self.services.tokens.grants().clone();
-        self.services = Services::new(&self.deps, grants);
+        let shared = Arc::make_mut(&mut self.0);
+        shared.services = Services::new(&shared.deps, grants);
     }
 
     /// Spawns a background task that ends when the server shuts down: `task` runs until it
