@@ -22,9 +22,13 @@ pub fn current() -> uuid::Uuid {
 
 pub async fn layer(req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4();
-    let method = req.method().clone();
-    let path = loggable_path(req.uri().path());
-    let span = tracing::info_span!("request", correlation_id = %id, %method, %path);
+    // The fields are only formatted (the path redacted) when the span is enabled.
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %id,
+        method = %req.method(),
+        path = %loggable_path(req.uri().path()),
+    );
     let started = std::time::Instant::now();
     let mut response = CORRELATION_ID
         .scope(id, next.run(req))
@@ -38,7 +42,8 @@ pub async fn layer(req: Request, next: Next) -> Response {
             "request completed"
         );
     });
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+    let mut text = uuid::Uuid::encode_buffer();
+    if let Ok(v) = HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)) {
         response.headers_mut().insert(X_CORRELATION_ID.clone(), v);
     }
     response

@@ -6,14 +6,15 @@
 //! values from fixed sets (route templates, methods, status codes, outcome names), never an
 //! environment id, client id or `auth_req_id`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use assent_store::{BATCH_SIZE_BOUNDS, COMMIT_DURATION_BOUNDS_MICROS, CacheStats, WriteStats};
@@ -80,6 +81,15 @@ impl PollOutcome {
 #[derive(Clone)]
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
+    /// The handles of each route's counters and histogram, registered on first use: a request
+    /// then counts itself without building labels or hashing a key (`http_request`).
+    routes: Arc<RwLock<HashMap<String, RouteHandles>>>,
+}
+
+/// One route's request counters (by method, then status) and duration histogram.
+struct RouteHandles {
+    duration: Histogram,
+    requests: HashMap<String, HashMap<u16, Counter>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -104,23 +114,50 @@ impl Metrics {
         };
         Metrics {
             recorder: Arc::new(builder.build_recorder()),
+            routes: Arc::default(),
         }
     }
 
     /// One answered HTTP request of `route` (a path template or [`UNMATCHED`]).
     pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let labels = vec![
-            Label::new("route", route.to_owned()),
-            Label::new("method", method.to_owned()),
-            Label::new("status", status.to_string()),
-        ];
-        self.recorder
-            .register_counter(&Key::from_parts(HTTP_REQUESTS, labels), &METADATA)
-            .increment(1);
-        let labels = vec![Label::new("route", route.to_owned())];
-        self.recorder
-            .register_histogram(&Key::from_parts(HTTP_DURATION, labels), &METADATA)
-            .record(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(handles) = routes.get(route)
+                && let Some(counter) = handles.requests.get(method).and_then(|s| s.get(&status))
+            {
+                counter.increment(1);
+                handles.duration.record(seconds);
+                return;
+            }
+        }
+        // First of its route, method and status: register the handles once.
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let handles = routes
+            .entry(route.to_owned())
+            .or_insert_with(|| RouteHandles {
+                duration: self.recorder.register_histogram(
+                    &Key::from_parts(HTTP_DURATION, vec![Label::new("route", route.to_owned())]),
+                    &METADATA,
+                ),
+                requests: HashMap::new(),
+            });
+        let counter = handles
+            .requests
+            .entry(method.to_owned())
+            .or_default()
+            .entry(status)
+            .or_insert_with(|| {
+                let labels = vec![
+                    Label::new("route", route.to_owned()),
+                    Label::new("method", method.to_owned()),
+                    Label::new("status", status.to_string()),
+                ];
+                self.recorder
+                    .register_counter(&Key::from_parts(HTTP_REQUESTS, labels), &METADATA)
+            });
+        counter.increment(1);
+        handles.duration.record(seconds);
     }
 
     /// One CIBA poll answered with `outcome`.
@@ -223,16 +260,13 @@ fn histogram(
 /// Counts every request by its matched route template, method and status, and records its
 /// duration. Runs next to the correlation layer, so every answer is counted, the 404s too.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
+    // A `MatchedPath` is an `Arc<str>`: cloning it allocates nothing.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     state.metrics.http_request(
-        &route,
+        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
         method.as_str(),
         response.status().as_u16(),
         started.elapsed(),
