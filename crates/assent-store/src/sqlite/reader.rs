@@ -1,4 +1,4 @@
-//! The hot read of a CIBA request, on the caller's thread: a small pool of rusqlite
+//! The hot reads (a CIBA request, an access or refresh token), on the caller's thread: a small pool of rusqlite
 //! connections (read-only, WAL) used synchronously, so a poll's one database read costs no
 //! hand-off to sqlx's SQLite worker thread and back (two futex wake-ups and two context
 //! switches per query, about a quarter of a poll's CPU before: docs/performance.md).
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use assent_core::{AuthReqId, CibaRequest, EnvironmentId};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use assent_core::{AccessTokenRecord, AuthReqId, CibaRequest, EnvironmentId, RefreshTokenRecord};
+use rusqlite::{Connection, OpenFlags};
 
 use super::{rows, sql_err};
 use crate::{StoreError, StoreResult};
@@ -85,22 +85,54 @@ impl Readers {
         env_id: &EnvironmentId,
         auth_req_id: &AuthReqId,
     ) -> StoreResult<CibaRequest> {
+        self.row(
+            "SELECT * FROM ciba_requests WHERE environment_id = ?1 AND auth_req_id = ?2",
+            (env_id.as_str(), auth_req_id.as_str()),
+            |row| rows::ciba_request(row),
+        )?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// The access token's row, decoded.
+    pub(super) fn access_token(
+        &self,
+        env_id: &EnvironmentId,
+        jti: &str,
+    ) -> StoreResult<Option<AccessTokenRecord>> {
+        self.row(
+            "SELECT * FROM access_tokens WHERE environment_id = ?1 AND jti = ?2",
+            (env_id.as_str(), jti),
+            |row| rows::access_token(row),
+        )
+    }
+
+    /// The refresh token's row, decoded.
+    pub(super) fn refresh_token(
+        &self,
+        env_id: &EnvironmentId,
+        token_hash: &str,
+    ) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.row(
+            "SELECT * FROM refresh_tokens WHERE environment_id = ?1 AND token_hash = ?2",
+            (env_id.as_str(), token_hash),
+            |row| rows::refresh_token(row),
+        )
+    }
+
+    /// The first row `sql` finds, decoded by `decode`.
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        decode: impl FnOnce(&rusqlite::Row<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
         self.with(|conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT * FROM ciba_requests WHERE environment_id = ?1 AND auth_req_id = ?2",
-                )
-                .map_err(sql_err)?;
-            let mut rows = statement
-                .query((env_id.as_str(), auth_req_id.as_str()))
-                .map_err(sql_err)?;
-            let row = rows
-                .next()
-                .optional()
-                .map_err(sql_err)?
-                .flatten()
-                .ok_or(StoreError::NotFound)?;
-            rows::ciba_request(row)
+            let mut statement = conn.prepare_cached(sql).map_err(sql_err)?;
+            let mut rows = statement.query(params).map_err(sql_err)?;
+            match rows.next().map_err(sql_err)? {
+                Some(row) => decode(row).map(Some),
+                None => Ok(None),
+            }
         })
     }
 }

@@ -27,10 +27,6 @@ fn id<T: From<String>>(row: &SqliteRow, col: &str) -> StoreResult<T> {
     get::<String>(row, col).map(T::from)
 }
 
-fn opt_id<T: From<String>>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
-    get::<Option<String>>(row, col).map(|v| v.map(T::from))
-}
-
 fn ts(row: &SqliteRow, col: &str) -> StoreResult<Timestamp> {
     get::<i64>(row, col).map(Timestamp)
 }
@@ -156,7 +152,7 @@ pub(super) fn signing_key(row: &SqliteRow) -> StoreResult<SigningKey> {
 }
 
 /// The columns of a row by name, whichever driver read it: sqlx's rows, and rusqlite's for the
-/// hot read of a CIBA request (`reader.rs`), decode through the same mapping.
+/// hot reads of a CIBA request and of tokens (`reader.rs`), decode through the same mapping.
 pub(super) trait Cells {
     fn text(&self, col: &str) -> StoreResult<Option<String>>;
     fn int(&self, col: &str) -> StoreResult<Option<i64>>;
@@ -201,6 +197,16 @@ fn cell_wire<E>(row: &impl Cells, col: &str, parse: fn(&str) -> Option<E>) -> St
     parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{col}: unknown value {text:?}")))
 }
 
+/// A BOOLEAN column (SQLite stores 0 or 1).
+fn cell_bool(row: &impl Cells, col: &str) -> StoreResult<bool> {
+    required(row.int(col)?, col).map(|v| v != 0)
+}
+
+fn cell_json<T: DeserializeOwned>(row: &impl Cells, col: &str) -> StoreResult<T> {
+    let text = cell_text(row, col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
 fn cell_opt_json<T: DeserializeOwned>(row: &impl Cells, col: &str) -> StoreResult<Option<T>> {
     match row.text(col)? {
         None => Ok(None),
@@ -232,37 +238,37 @@ pub(super) fn ciba_request(row: &impl Cells) -> StoreResult<CibaRequest> {
     })
 }
 
-pub(super) fn access_token(row: &SqliteRow) -> StoreResult<AccessTokenRecord> {
+pub(super) fn access_token(row: &impl Cells) -> StoreResult<AccessTokenRecord> {
     Ok(AccessTokenRecord {
-        jti: get(row, "jti")?,
-        environment_id: id(row, "environment_id")?,
-        application_id: id(row, "application_id")?,
-        user_id: opt_id(row, "user_id")?,
-        scope: get(row, "scope")?,
-        auth_req_id: opt_id(row, "auth_req_id")?,
-        refresh_family_id: get(row, "refresh_family_id")?,
-        issued_at: ts(row, "issued_at")?,
-        expires_at: ts(row, "expires_at")?,
-        revoked: get(row, "revoked")?,
+        jti: cell_text(row, "jti")?,
+        environment_id: cell_text(row, "environment_id")?.into(),
+        application_id: cell_text(row, "application_id")?.into(),
+        user_id: row.text("user_id")?.map(Into::into),
+        scope: cell_text(row, "scope")?,
+        auth_req_id: row.text("auth_req_id")?.map(Into::into),
+        refresh_family_id: row.text("refresh_family_id")?,
+        issued_at: cell_ts(row, "issued_at")?,
+        expires_at: cell_ts(row, "expires_at")?,
+        revoked: cell_bool(row, "revoked")?,
     })
 }
 
-pub(super) fn refresh_token(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> {
+pub(super) fn refresh_token(row: &impl Cells) -> StoreResult<RefreshTokenRecord> {
     Ok(RefreshTokenRecord {
-        token_hash: get(row, "token_hash")?,
-        family_id: get(row, "family_id")?,
-        environment_id: id(row, "environment_id")?,
-        application_id: id(row, "application_id")?,
-        user_id: id(row, "user_id")?,
-        scope: get(row, "scope")?,
-        auth_req_id: opt_id(row, "auth_req_id")?,
-        auth_time: ts(row, "auth_time")?,
-        acr: get(row, "acr")?,
-        amr: json(row, "amr")?,
-        issued_at: ts(row, "issued_at")?,
-        expires_at: ts(row, "expires_at")?,
-        rotated_at: opt_ts(row, "rotated_at")?,
-        revoked: get(row, "revoked")?,
+        token_hash: cell_text(row, "token_hash")?,
+        family_id: cell_text(row, "family_id")?,
+        environment_id: cell_text(row, "environment_id")?.into(),
+        application_id: cell_text(row, "application_id")?.into(),
+        user_id: cell_text(row, "user_id")?.into(),
+        scope: cell_text(row, "scope")?,
+        auth_req_id: row.text("auth_req_id")?.map(Into::into),
+        auth_time: cell_ts(row, "auth_time")?,
+        acr: row.text("acr")?,
+        amr: cell_json(row, "amr")?,
+        issued_at: cell_ts(row, "issued_at")?,
+        expires_at: cell_ts(row, "expires_at")?,
+        rotated_at: row.int("rotated_at")?.map(Timestamp),
+        revoked: cell_bool(row, "revoked")?,
     })
 }
 

@@ -4,8 +4,8 @@
 use assent_core::{AccessTokenRecord, AuthReqId, EnvironmentId, RefreshTokenRecord, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::{self, to_json};
-use super::{SqliteStore, db_err, sql_err};
+use super::rows::to_json;
+use super::{SqliteStore, sql_err};
 use crate::{StoreResult, TokenStore};
 
 pub(super) fn insert_access_token(conn: &Connection, t: &AccessTokenRecord) -> StoreResult<()> {
@@ -181,15 +181,7 @@ impl TokenStore for SqliteStore {
         env_id: &EnvironmentId,
         jti: &str,
     ) -> StoreResult<Option<AccessTokenRecord>> {
-        sqlx::query("SELECT * FROM access_tokens WHERE environment_id = ? AND jti = ?")
-            .bind(env_id.as_str())
-            .bind(jti)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(rows::access_token)
-            .transpose()
+        self.readers.access_token(env_id, jti)
     }
 
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> StoreResult<()> {
@@ -205,14 +197,6 @@ impl TokenStore for SqliteStore {
         env_id: &EnvironmentId,
         token_hash: &str,
     ) -> StoreResult<Option<RefreshTokenRecord>> {
-        sqlx::query("SELECT * FROM refresh_tokens WHERE environment_id = ? AND token_hash = ?")
-            .bind(env_id.as_str())
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(rows::refresh_token)
-            .transpose()
+        self.readers.refresh_token(env_id, token_hash)
     }
 }
