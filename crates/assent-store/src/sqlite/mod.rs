@@ -19,8 +19,9 @@
 //! Every transition, and every other write on the request path (`use_jti`), goes through one
 //! writer thread (`writer`, on rusqlite): the writes queued when it wakes share one
 //! transaction, one commit and one fsync (group commit, docs/store.md). Management writes
-//! (directory, keys), work claims and purges run on sqlx's pool; reads of CIBA requests run on
-//! rusqlite connections on the caller's thread (`reader`), the other reads on the pool.
+//! (directory, keys), work claims and purges run on sqlx's pool; reads of CIBA requests and
+//! tokens run on rusqlite connections on the caller's thread (`reader`), the other reads on
+//! the pool.
 //!
 //! One file per aggregate (`directory`, `keys`, `ciba`, `tokens`, `jtis`, `work`), plus
 //! `transitions` (`Transitions::apply`, sequencing their SQL for one transition), `writer`
