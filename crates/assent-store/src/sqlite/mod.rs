@@ -485,34 +485,32 @@ impl WakeUps for SqliteStore {
 mod tests {
     use super::*;
 
+    /// A pragma's value, as a pool connection of `store` sees it.
+    async fn pragma<T>(store: &SqliteStore, sql: &'static str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite> + Send + Unpin,
+    {
+        sqlx::query_scalar(sql)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn file_databases_are_durable_wal_with_foreign_keys() {
         let path =
             std::env::temp_dir().join(format!("assent-store-pragmas-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let store = SqliteStore::open(&path).await.unwrap();
-        let mut conn = store.pool.acquire().await.unwrap();
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(journal, "wal");
-        assert_eq!(synchronous, 2, "synchronous=FULL");
-        assert_eq!(foreign_keys, 1);
-        let wal_limit: i64 = sqlx::query_scalar("PRAGMA journal_size_limit")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
+        assert_eq!(pragma::<String>(&store, "PRAGMA journal_mode").await, "wal");
+        assert_eq!(
+            pragma::<i64>(&store, "PRAGMA synchronous").await,
+            2,
+            "synchronous=FULL"
+        );
+        assert_eq!(pragma::<i64>(&store, "PRAGMA foreign_keys").await, 1);
+        let wal_limit = pragma::<i64>(&store, "PRAGMA journal_size_limit").await;
         assert_eq!(u64::try_from(wal_limit).unwrap(), WAL_SIZE_LIMIT);
-        drop(conn);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -526,18 +524,12 @@ mod tests {
         let store = SqliteStore::open_temporary().await.unwrap();
         let dir = store._temporary.as_ref().unwrap().0.clone();
         assert!(dir.join("assent.db").is_file());
-        let mut conn = store.pool.acquire().await.unwrap();
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(journal, "wal");
-        assert_eq!(synchronous, 0, "synchronous=OFF");
-        drop(conn);
+        assert_eq!(pragma::<String>(&store, "PRAGMA journal_mode").await, "wal");
+        assert_eq!(
+            pragma::<i64>(&store, "PRAGMA synchronous").await,
+            0,
+            "synchronous=OFF"
+        );
         let other = SqliteStore::open_temporary().await.unwrap();
         assert_ne!(
             other._temporary.as_ref().unwrap().0,
