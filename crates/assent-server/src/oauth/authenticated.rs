@@ -35,12 +35,7 @@ impl FromRequest<AppState> for AuthenticatedClient {
         let OriginalUri(uri) = OriginalUri::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        // Client authentication reads only `Authorization`: keep that, not a copy of every
-        // header of the request.
-        let mut headers = axum::http::HeaderMap::new();
-        for value in parts.headers.get_all(axum::http::header::AUTHORIZATION) {
-            headers.append(axum::http::header::AUTHORIZATION, value.clone());
-        }
+        let headers = parts.headers.clone();
         let form = OAuthForm::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
