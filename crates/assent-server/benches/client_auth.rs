@@ -1,8 +1,9 @@
 //! Microbenchmarks of client authentication, one per `tokenEndpointAuthMethod`, through
-//! [`assent_server::oauth::client_auth::authenticate`] over a temporary SQLite store: what
-//! `/token` and `/cibaAuthorization` do before anything else. Each iteration includes the
-//! store reads (application, sealed secret) and, for the assertion methods, the single-use
-//! `jti` write; the assertions themselves are signed outside the timed part. PRIVATE_KEY_JWT
+//! [`assent_server::oauth::client_auth::authenticate`] over the directory cache on a temporary
+//! SQLite store, as `assent serve` opens it: what `/token` and `/cibaAuthorization` do before
+//! anything else. Each iteration includes the store reads (application, opened secret: from
+//! the cache after the first) and, for the assertion methods, the single-use `jti` write
+//! (through the group-commit writer); the assertions themselves are signed outside the timed part. PRIVATE_KEY_JWT
 //! uses an RS256 client key registered inline (`jwks`). Run with
 //! `cargo bench -p assent-server --bench client_auth`.
 #![expect(
@@ -19,7 +20,7 @@ use assent_crypto::{HmacAlg, JwsSigner, SecretBox, SigningAlg};
 use assent_server::form::OAuthForm;
 use assent_server::oauth::client_auth::{self, JWT_BEARER_ASSERTION};
 use assent_server::{AppState, ManualClock, ServerConfig};
-use assent_store::{SqliteStore, Store};
+use assent_store::{CachedStore, SqliteStore, Store};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
 use base64::Engine;
@@ -79,7 +80,9 @@ async fn create_app(fx: &Fixture, method: &str, extra: Value) -> (String, String
 }
 
 async fn fixture() -> Fixture {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temporary().await.expect("store"));
+    // As `assent serve` opens it (`assent_store::open`): the directory cache over SQLite.
+    let sqlite = Arc::new(SqliteStore::open_temporary().await.expect("store"));
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(sqlite).await.expect("cache"));
     let state = AppState::new(
         store,
         ServerConfig {

@@ -74,8 +74,7 @@ impl Durability {
 pub(super) struct Writer {
     queue: mpsc::Sender<Job>,
     counters: Arc<Counters>,
-    /// Closed over by the writer while it applies a batch; tests hold it to let writes queue
-    /// up (`hold`).
+    /// Entered by the writer for each batch; tests hold it to let writes queue up (`hold`).
     gate: Arc<Gate>,
 }
 
