@@ -60,23 +60,17 @@ pub(super) fn abuse_limit_reached(
     guard: &AbuseGuard,
 ) -> StoreResult<Option<(AbuseLimit, Timestamp)>> {
     if let Some(max) = guard.max_pending_per_user {
-        let (count, earliest_expiry): (i64, Option<i64>) = conn
-            .prepare_cached(
-                "SELECT COUNT(*), MIN(expires_at) FROM ciba_requests
-                 WHERE environment_id = ? AND user_id = ? AND status = 'PENDING'
-                   AND expires_at > ?",
-            )
-            .and_then(|mut count| {
-                count.query_row(
-                    params![
-                        req.environment_id.as_str(),
-                        req.user_id.as_str(),
-                        guard.now.millis()
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-            })
-            .map_err(sql_err)?;
+        let (count, earliest_expiry) = count_and_min(
+            conn,
+            "SELECT COUNT(*), MIN(expires_at) FROM ciba_requests
+             WHERE environment_id = ? AND user_id = ? AND status = 'PENDING'
+               AND expires_at > ?",
+            params![
+                req.environment_id.as_str(),
+                req.user_id.as_str(),
+                guard.now.millis()
+            ],
+        )?;
         if count >= max {
             let free_at = Timestamp(earliest_expiry.unwrap_or(guard.now.millis()));
             return Ok(Some((AbuseLimit::PendingPerUser, free_at)));
@@ -84,22 +78,16 @@ pub(super) fn abuse_limit_reached(
     }
     if let Some(max) = guard.max_per_window {
         // The oldest request that keeps the count at `max` leaves the window first.
-        let (count, oldest): (i64, Option<i64>) = conn
-            .prepare_cached(
-                "SELECT COUNT(*), MIN(created_at) FROM ciba_requests
-                 WHERE environment_id = ? AND application_id = ? AND created_at > ?",
-            )
-            .and_then(|mut count| {
-                count.query_row(
-                    params![
-                        req.environment_id.as_str(),
-                        req.application_id.as_str(),
-                        guard.window_start.millis()
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-            })
-            .map_err(sql_err)?;
+        let (count, oldest) = count_and_min(
+            conn,
+            "SELECT COUNT(*), MIN(created_at) FROM ciba_requests
+             WHERE environment_id = ? AND application_id = ? AND created_at > ?",
+            params![
+                req.environment_id.as_str(),
+                req.application_id.as_str(),
+                guard.window_start.millis()
+            ],
+        )?;
         if count >= max {
             let oldest = Timestamp(oldest.unwrap_or(guard.now.millis()));
             return Ok(Some((
@@ -109,6 +97,17 @@ pub(super) fn abuse_limit_reached(
         }
     }
     Ok(None)
+}
+
+/// The one row of a `SELECT COUNT(*), MIN(…)`.
+fn count_and_min(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<(i64, Option<i64>)> {
+    conn.prepare_cached(sql)
+        .and_then(|mut count| count.query_row(params, |row| Ok((row.get(0)?, row.get(1)?))))
+        .map_err(sql_err)
 }
 
 /// Records a poll if the request is still PENDING with `last_polled_at` and

@@ -2,8 +2,7 @@
 //! with the transitions).
 
 use assent_core::{EnvironmentId, Timestamp};
-
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
 use super::{SqliteStore, sql_err};
 use crate::{JtiStore, StoreResult};
@@ -21,41 +20,30 @@ impl JtiStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let (env_id, namespace, jti) = (env_id.clone(), namespace.to_owned(), jti.to_owned());
+        // One statement: a fresh insert, or the takeover of an expired entry, affects one row;
+        // an unexpired entry makes the conditional DO UPDATE a no-op (0 rows).
         self.writer
-            .execute(move |conn| use_jti(conn, &env_id, &namespace, &jti, expires_at, now))
+            .execute(move |conn| {
+                let used = conn
+                    .prepare_cached(
+                        "INSERT INTO used_jtis (environment_id, namespace, jti, expires_at)
+                         VALUES (?, ?, ?, ?)
+                         ON CONFLICT (environment_id, namespace, jti)
+                         DO UPDATE SET expires_at = excluded.expires_at
+                         WHERE used_jtis.expires_at <= ?",
+                    )
+                    .and_then(|mut insert| {
+                        insert.execute(params![
+                            env_id.as_str(),
+                            namespace,
+                            jti,
+                            expires_at.millis(),
+                            now.millis()
+                        ])
+                    })
+                    .map_err(sql_err)?;
+                Ok(used == 1)
+            })
             .await
     }
-}
-
-/// Records `jti` as used until `expires_at`, in the writer's transaction. Returns false when it
-/// is in use (an unexpired entry).
-fn use_jti(
-    conn: &Connection,
-    env_id: &EnvironmentId,
-    namespace: &str,
-    jti: &str,
-    expires_at: Timestamp,
-    now: Timestamp,
-) -> StoreResult<bool> {
-    // One statement: a fresh insert, or the takeover of an expired entry, affects one row;
-    // an unexpired entry makes the conditional DO UPDATE a no-op (0 rows).
-    let used = conn
-        .prepare_cached(
-            "INSERT INTO used_jtis (environment_id, namespace, jti, expires_at)
-             VALUES (?, ?, ?, ?)
-             ON CONFLICT (environment_id, namespace, jti)
-             DO UPDATE SET expires_at = excluded.expires_at
-             WHERE used_jtis.expires_at <= ?",
-        )
-        .and_then(|mut insert| {
-            insert.execute(params![
-                env_id.as_str(),
-                namespace,
-                jti,
-                expires_at.millis(),
-                now.millis()
-            ])
-        })
-        .map_err(sql_err)?;
-    Ok(used == 1)
 }
