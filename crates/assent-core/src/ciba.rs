@@ -11,8 +11,8 @@
 use crate::error::{OAuthError, OAuthErrorCode};
 use crate::ids::ApplicationId;
 use crate::model::{
-    AbuseLimits, AutoDecision, CibaRequest, CibaStatus, Decision, DecisionChannel, DecisionOutcome,
-    EnvironmentType, IssuedTokens, User,
+    AbuseLimits, ActivityType, Actor, ActorType, AuditEntry, AutoDecision, CibaRequest, CibaStatus,
+    Decision, DecisionChannel, DecisionOutcome, EnvironmentType, IssuedTokens, User,
 };
 use crate::time::Timestamp;
 use crate::transition::{Change, Guard, Job, ScheduledWork, Transition, WorkId};
@@ -255,11 +255,63 @@ pub fn check_decidable(req: &CibaRequest, now: Timestamp) -> Result<(), DecideEr
 /// `abuse` (from [`abuse_guard`]), the store counts the limits in the same transaction as the
 /// insert and answers `Applied::Limited` instead of storing when one is reached (§9).
 pub fn admit(request: CibaRequest, abuse: Option<AbuseGuard>) -> Transition {
-    Transition::new(
-        request.environment_id.clone(),
-        Guard::Admit { abuse },
-        Change::InsertRequest { request },
-    )
+    let mut audit = vec![AuditEntry::about_request(
+        &request,
+        ActivityType::RequestCreated,
+        Actor::new(ActorType::Client, Some(request.application_id.to_string())),
+        None,
+        request.created_at,
+        serde_json::json!({
+            "scope": request.scope,
+            "deliveryMode": request.delivery_mode.as_str(),
+        }),
+    )];
+    if let Some(decision) = &request.decision {
+        audit.push(decision_entry(&request, decision));
+    }
+    Transition {
+        audit,
+        ..Transition::new(
+            request.environment_id.clone(),
+            Guard::Admit { abuse },
+            Change::InsertRequest { request },
+        )
+    }
+}
+
+/// Who a decision's channel says decided (§6.4): the device for a device key, the user for
+/// the web page, an email link or a webhook callback, the simulation for SANDBOX and
+/// automatic answers, the administrator for a cancellation.
+pub fn decider(req: &CibaRequest, decision: &Decision) -> Actor {
+    match decision.channel {
+        DecisionChannel::Device => Actor::new(ActorType::Device, decision.device_id.clone()),
+        DecisionChannel::Web | DecisionChannel::Email | DecisionChannel::Webhook => {
+            Actor::new(ActorType::User, Some(req.user_id.to_string()))
+        }
+        DecisionChannel::Sandbox | DecisionChannel::Auto => Actor::new(ActorType::Simulation, None),
+        DecisionChannel::Admin => Actor::admin(),
+    }
+}
+
+/// The audit entry of `decision` on `req`: approved, denied or cancelled, by whom, through
+/// which channel, with its `amr`.
+pub fn decision_entry(req: &CibaRequest, decision: &Decision) -> AuditEntry {
+    let kind = match decision.outcome {
+        DecisionOutcome::Approve => ActivityType::RequestApproved,
+        DecisionOutcome::Deny => ActivityType::RequestDenied,
+        DecisionOutcome::Cancel => ActivityType::RequestCancelled,
+    };
+    AuditEntry {
+        device_id: decision.device_id.clone(),
+        ..AuditEntry::about_request(
+            req,
+            kind,
+            decider(req, decision),
+            Some(decision.channel),
+            decision.decided_at,
+            serde_json::json!({ "amr": decision.amr }),
+        )
+    }
 }
 
 /// The admission of a request made by `user` in an environment of `env_type`, with the user's
@@ -325,6 +377,7 @@ pub fn decide(
     now: Timestamp,
 ) -> Result<Transition, DecideError> {
     check_decidable(req, now)?;
+    let entry = decision_entry(req, &decision);
     Ok(Transition::new(
         req.environment_id.clone(),
         Guard::PendingAt { at: now },
@@ -332,7 +385,8 @@ pub fn decide(
             auth_req_id: req.auth_req_id.clone(),
             decision,
         },
-    ))
+    )
+    .audited(entry))
 }
 
 /// Why [`expire`] refuses.
@@ -362,7 +416,15 @@ pub fn expire(req: &CibaRequest, now: Timestamp) -> Result<Transition, ExpireErr
         Change::Expire {
             auth_req_id: req.auth_req_id.clone(),
         },
-    ))
+    )
+    .audited(AuditEntry::about_request(
+        req,
+        ActivityType::RequestExpired,
+        Actor::system(),
+        None,
+        now,
+        serde_json::json!({ "expiresAt": req.expires_at.to_rfc3339() }),
+    )))
 }
 
 /// Redeems an approved request ([`PollVerdict::Redeem`]) at `at` and stores `tokens` with it.
@@ -371,6 +433,17 @@ pub fn expire(req: &CibaRequest, now: Timestamp) -> Result<Transition, ExpireErr
 /// writes it only if the request is still APPROVED and unexpired at `at`, so exactly one of
 /// concurrent redemptions wins and only its tokens are stored.
 pub fn redeem(req: &CibaRequest, tokens: IssuedTokens, at: Timestamp) -> Transition {
+    let entry = AuditEntry::about_request(
+        req,
+        ActivityType::TokensIssued,
+        Actor::new(ActorType::Client, Some(req.application_id.to_string())),
+        None,
+        at,
+        serde_json::json!({
+            "accessTokenId": tokens.access_token.jti,
+            "refreshToken": tokens.refresh_token.is_some(),
+        }),
+    );
     Transition::new(
         req.environment_id.clone(),
         Guard::ApprovedAt { at },
@@ -380,6 +453,7 @@ pub fn redeem(req: &CibaRequest, tokens: IssuedTokens, at: Timestamp) -> Transit
             tokens,
         },
     )
+    .audited(entry)
 }
 
 /// Revokes everything issued from a redeemed request whose `auth_req_id` came back
@@ -841,6 +915,14 @@ mod tests {
             evaluate_poll(&inserted(&t), &"app".into(), t0),
             PollVerdict::Redeem
         );
+        // Audited as made and as answered, by the simulation.
+        let kinds: Vec<ActivityType> = t.audit.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![ActivityType::RequestCreated, ActivityType::RequestApproved]
+        );
+        assert_eq!(t.audit[1].actor, Actor::new(ActorType::Simulation, None));
+        assert_eq!(t.audit[1].channel, Some(DecisionChannel::Auto));
 
         user.auto_decision = Some(AutoDecision::Deny);
         user.auto_decision_delay_ms = None;
@@ -860,7 +942,13 @@ mod tests {
         assert!(t.schedule.is_empty());
         user.auto_decision = None;
         let t = admit_for(req, None, EnvironmentType::Sandbox, &user, id());
-        assert_eq!(t, admit(inserted(&t), None));
+        let plain = admit(inserted(&t), None);
+        assert_eq!(
+            (&t.guard, &t.change, &t.schedule),
+            (&plain.guard, &plain.change, &plain.schedule)
+        );
+        let kinds: Vec<ActivityType> = t.audit.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![ActivityType::RequestCreated]);
         assert_eq!(inserted(&t).status, CibaStatus::Pending);
     }
 }

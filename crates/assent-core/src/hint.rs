@@ -118,8 +118,10 @@ pub fn id_token_hint_claim_error(e: ClaimError) -> OAuthError {
         | ClaimError::InvalidExp
         | ClaimError::Expired
         | ClaimError::TooFarAhead
+        | ClaimError::MissingNbf
         | ClaimError::InvalidNbf
         | ClaimError::NotYetValid
+        | ClaimError::MissingIat
         | ClaimError::InvalidIat
         | ClaimError::IssuedInFuture
         | ClaimError::MissingJti
@@ -166,9 +168,11 @@ pub fn login_hint_token_claim_error(e: ClaimError) -> OAuthError {
             invalid_login_hint_token("exp is required.")
         }
         ClaimError::TooFarAhead => invalid_login_hint_token("exp must be at most 24 hours ahead."),
-        ClaimError::InvalidNbf => invalid_login_hint_token("nbf must be a number."),
+        ClaimError::MissingNbf | ClaimError::InvalidNbf => {
+            invalid_login_hint_token("nbf must be a number.")
+        }
         ClaimError::NotYetValid => invalid_login_hint_token("it is not valid yet."),
-        ClaimError::InvalidIat | ClaimError::IssuedInFuture => {
+        ClaimError::MissingIat | ClaimError::InvalidIat | ClaimError::IssuedInFuture => {
             invalid_login_hint_token("iat is in the future.")
         }
         ClaimError::MissingSubject | ClaimError::Subject => {

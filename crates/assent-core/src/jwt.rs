@@ -43,6 +43,8 @@ pub enum TimeClaimRule {
     Ignore,
     /// When present, the claim must be an integer NumericDate no later than `now` plus the skew.
     NotInFuture,
+    /// As [`TimeClaimRule::NotInFuture`], and the claim must be present.
+    RequiredNotInFuture,
 }
 
 /// What `jti` must be.
@@ -97,10 +99,14 @@ pub enum ClaimError {
     Expired,
     #[error("exp is further ahead than the maximum lifetime")]
     TooFarAhead,
+    #[error("nbf is missing")]
+    MissingNbf,
     #[error("nbf is not an integer NumericDate")]
     InvalidNbf,
     #[error("the token is not valid yet (nbf)")]
     NotYetValid,
+    #[error("iat is missing")]
+    MissingIat,
     #[error("iat is not an integer NumericDate")]
     InvalidIat,
     #[error("the token was issued in the future (iat)")]
@@ -162,21 +168,26 @@ impl ClaimRules {
             }
         }
 
-        if self.nbf == TimeClaimRule::NotInFuture
-            && let Some(nbf) = claims.get("nbf")
-        {
-            let nbf = nbf.as_i64().ok_or(ClaimError::InvalidNbf)?;
-            if nbf > now.saturating_add(CLOCK_SKEW_SECS) {
-                return Err(ClaimError::NotYetValid);
+        let time_claim = |name: &str, rule: TimeClaimRule| -> Result<Option<i64>, ()> {
+            match (rule, claims.get(name)) {
+                (TimeClaimRule::Ignore, _) | (TimeClaimRule::NotInFuture, None) => Ok(None),
+                (TimeClaimRule::RequiredNotInFuture, None) => Err(()),
+                (_, Some(v)) => v.as_i64().map(Some).ok_or(()),
             }
+        };
+        if let Some(nbf) = time_claim("nbf", self.nbf).map_err(|()| match claims.get("nbf") {
+            None => ClaimError::MissingNbf,
+            Some(_) => ClaimError::InvalidNbf,
+        })? && nbf > now.saturating_add(CLOCK_SKEW_SECS)
+        {
+            return Err(ClaimError::NotYetValid);
         }
-        if self.iat == TimeClaimRule::NotInFuture
-            && let Some(iat) = claims.get("iat")
+        if let Some(iat) = time_claim("iat", self.iat).map_err(|()| match claims.get("iat") {
+            None => ClaimError::MissingIat,
+            Some(_) => ClaimError::InvalidIat,
+        })? && iat > now.saturating_add(CLOCK_SKEW_SECS)
         {
-            let iat = iat.as_i64().ok_or(ClaimError::InvalidIat)?;
-            if iat > now.saturating_add(CLOCK_SKEW_SECS) {
-                return Err(ClaimError::IssuedInFuture);
-            }
+            return Err(ClaimError::IssuedInFuture);
         }
 
         let subject = match &self.subject {

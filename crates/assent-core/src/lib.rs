@@ -3,6 +3,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod ciba;
+pub mod device;
 pub mod error;
 pub mod grant;
 pub mod hint;

@@ -247,6 +247,173 @@ pub struct User {
     pub updated_at: Timestamp,
 }
 
+wire_enum!(
+    /// The signature algorithms a device key may use (§6.1): ES256 (P-256) and EdDSA
+    /// (Ed25519), nothing else.
+    DeviceKeyAlgorithm { Es256 => "ES256", EdDsa => "EdDSA" }
+);
+
+/// A user's authentication device: a public key that signs the user's decisions (§6.1). The
+/// device id is the `kid` and the `iss` of everything the device signs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: Id,
+    pub environment_id: EnvironmentId,
+    pub user_id: UserId,
+    pub name: String,
+    pub algorithm: DeviceKeyAlgorithm,
+    /// The public JWK as registered (private members refused, `kid` set to the device id).
+    pub public_jwk: serde_json::Value,
+    pub enabled: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A one-time enrolment code (§6.1): only its SHA-256 is stored; single use, valid until
+/// `expires_at` (10 minutes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceEnrollment {
+    pub code_hash: String,
+    pub environment_id: EnvironmentId,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+wire_enum!(
+    /// What an audit entry records (§6.4).
+    ActivityType {
+        RequestCreated => "REQUEST_CREATED",
+        DeviceNotified => "DEVICE_NOTIFIED",
+        RequestApproved => "REQUEST_APPROVED",
+        RequestDenied => "REQUEST_DENIED",
+        RequestCancelled => "REQUEST_CANCELLED",
+        RequestExpired => "REQUEST_EXPIRED",
+        TokensIssued => "TOKENS_ISSUED",
+        DeviceEnrolled => "DEVICE_ENROLLED",
+        DeviceUpdated => "DEVICE_UPDATED",
+        DeviceDeleted => "DEVICE_DELETED",
+    }
+);
+
+wire_enum!(
+    /// Who caused an audited change.
+    ActorType {
+        Client => "CLIENT",
+        Device => "DEVICE",
+        User => "USER",
+        Admin => "ADMIN",
+        Simulation => "SIMULATION",
+        System => "SYSTEM",
+    }
+);
+
+/// Who caused an audited change: its kind and, where it has one, its id (an application id
+/// for CLIENT, a device id for DEVICE, a user id for USER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub kind: ActorType,
+    pub id: Option<String>,
+}
+
+impl Actor {
+    pub fn new(kind: ActorType, id: Option<String>) -> Actor {
+        Actor { kind, id }
+    }
+
+    pub fn admin() -> Actor {
+        Actor::new(ActorType::Admin, None)
+    }
+
+    pub fn system() -> Actor {
+        Actor::new(ActorType::System, None)
+    }
+}
+
+/// One entry of the audit log (§6.4), written in the same transaction as the change it
+/// records. `id` orders nothing (the store keeps the order of appends).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: Id,
+    pub environment_id: EnvironmentId,
+    pub kind: ActivityType,
+    pub at: Timestamp,
+    pub auth_req_id: Option<AuthReqId>,
+    pub user_id: Option<UserId>,
+    pub application_id: Option<ApplicationId>,
+    pub device_id: Option<Id>,
+    pub actor: Actor,
+    pub channel: Option<DecisionChannel>,
+    /// The correlation id of the HTTP request that caused it (none for background work).
+    pub correlation_id: Option<String>,
+    /// A JSON object with what else the entry needs (amr, scope, …); never a secret.
+    pub details: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// An entry about `req`, with its user and application.
+    pub fn about_request(
+        req: &CibaRequest,
+        kind: ActivityType,
+        actor: Actor,
+        channel: Option<DecisionChannel>,
+        at: Timestamp,
+        details: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: new_id(),
+            environment_id: req.environment_id.clone(),
+            kind,
+            at,
+            auth_req_id: Some(req.auth_req_id.clone()),
+            user_id: Some(req.user_id.clone()),
+            application_id: Some(req.application_id.clone()),
+            device_id: None,
+            actor,
+            channel,
+            correlation_id: None,
+            details,
+        }
+    }
+
+    /// The entry, with the correlation id of the HTTP request that caused it.
+    pub fn with_correlation(mut self, correlation_id: &str) -> AuditEntry {
+        self.correlation_id = Some(correlation_id.to_owned());
+        self
+    }
+
+    /// An entry about `device` (enrolled, updated, deleted).
+    pub fn about_device(
+        device: &Device,
+        kind: ActivityType,
+        actor: Actor,
+        at: Timestamp,
+        details: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: new_id(),
+            environment_id: device.environment_id.clone(),
+            kind,
+            at,
+            auth_req_id: None,
+            user_id: Some(device.user_id.clone()),
+            application_id: None,
+            device_id: Some(device.id.clone()),
+            actor,
+            channel: None,
+            correlation_id: None,
+            details,
+        }
+    }
+}
+
+/// An audit entry as stored: `seq` is its place in the log (ascending in append order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activity {
+    pub seq: i64,
+    pub entry: AuditEntry,
+}
+
 /// An environment signing key. The private part is sealed (AES-256-GCM) by the server before it
 /// reaches the store.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,9 @@ use crate::time::Timestamp;
 /// finds it).
 pub const ACCESS_TOKEN_KEEP_SECS: i64 = 24 * 3600;
 
+/// Audit entries are kept this long (§6.4); export them elsewhere to keep them longer.
+pub const AUDIT_KEEP_SECS: i64 = 90 * 24 * 3600;
+
 /// What a purge at some `now` deletes: each kind of row whose expiry (for signing keys: the
 /// retirement of a key that is no longer current) is at or before its cut-off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +21,10 @@ pub struct PurgeCutoffs {
     /// Expired requests keep answering `expired_token` for a day (§3.3).
     pub ciba_requests: Timestamp,
     pub retired_signing_keys: Timestamp,
+    /// Unused enrolment codes past their expiry.
+    pub device_enrollments: Timestamp,
+    /// Audit entries older than [`AUDIT_KEEP_SECS`].
+    pub activities: Timestamp,
 }
 
 /// The cut-offs of a purge at `now`.
@@ -29,6 +36,8 @@ pub fn purge_cutoffs(now: Timestamp) -> PurgeCutoffs {
         refresh_tokens: now,
         ciba_requests: kept(EXPIRED_ANSWERABLE_SECS),
         retired_signing_keys: now,
+        device_enrollments: now,
+        activities: kept(AUDIT_KEEP_SECS),
     }
 }
 
@@ -37,7 +46,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expired_access_tokens_and_requests_are_kept_a_day_the_rest_not_at_all() {
+    fn expired_access_tokens_and_requests_are_kept_a_day_audit_entries_90_days_the_rest_not_at_all()
+    {
         let now = Timestamp(10_000_000_000);
         let day_ms = 24 * 3600 * 1000;
         assert_eq!(
@@ -48,6 +58,8 @@ mod tests {
                 refresh_tokens: now,
                 ciba_requests: Timestamp(now.millis() - day_ms),
                 retired_signing_keys: now,
+                device_enrollments: now,
+                activities: Timestamp(now.millis() - 90 * day_ms),
             }
         );
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ciba::{AbuseGuard, AbuseLimit, PollUpdate};
 use crate::ids::{AuthReqId, EnvironmentId};
+pub use crate::model::AuditEntry;
 use crate::model::{
     AccessTokenRecord, CibaRequest, Decision, DecisionOutcome, IssuedTokens, RefreshTokenRecord,
 };
@@ -32,7 +33,7 @@ pub struct Transition {
     /// The scheduled work this transition finishes: deleted with the change. If it is gone
     /// already (another worker finished it), the transition is [`Applied::Lost`].
     pub completes: Option<WorkId>,
-    /// Audit entries the change causes (the audit log of issue #9 adds the variants).
+    /// Audit entries the change causes (§6.4), written in the same transaction.
     pub audit: Vec<AuditEntry>,
     /// Messages to send because of the change (the outbox of issue #10 adds the variants).
     pub outbox: Vec<OutboxMessage>,
@@ -59,6 +60,23 @@ impl Transition {
             completes: Some(work),
             ..Transition::new(environment_id, Guard::Always, Change::Nothing)
         }
+    }
+
+    /// Adds the audit entry `entry` (builder style).
+    pub fn audited(mut self, entry: AuditEntry) -> Self {
+        self.audit.push(entry);
+        self
+    }
+
+    /// Sets the correlation id of the HTTP request that caused the transition on its audit
+    /// entries that have none.
+    pub fn correlated(mut self, correlation_id: &str) -> Self {
+        for e in &mut self.audit {
+            if e.correlation_id.is_none() {
+                e.correlation_id = Some(correlation_id.to_owned());
+            }
+        }
+        self
     }
 
     /// Revokes the access token `jti` (RFC 7009), whatever its state.
@@ -103,6 +121,12 @@ impl Transition {
             same_env(
                 &work.environment_id,
                 "scheduled work of another environment",
+            )?;
+        }
+        for entry in &self.audit {
+            same_env(
+                &entry.environment_id,
+                "an audit entry of another environment",
             )?;
         }
         match (&self.guard, &self.change) {
@@ -330,11 +354,6 @@ impl Job {
         }
     }
 }
-
-/// An audit log entry. None exist yet: the audit log (issue #9) adds them, and every store's
-/// `apply` must then write them (the empty match in `apply` stops compiling).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuditEntry {}
 
 /// An outbound message (ping, push, webhook, email). None exist yet: the outbox (issue #10)
 /// adds them, and every store's `apply` must then write them.

@@ -29,6 +29,6 @@ pub use keys::{JwsSigner, KeyMaterial, generate_key};
 pub use password::{hash_password, verify_password};
 pub use secretbox::SecretBox;
 pub use verify::{
-    JwkSet, JwsHeader, decode_claims_unverified, decode_header, sign_hmac_jws, verify_hmac_jws,
-    verify_jws,
+    JwkSet, JwsHeader, decode_claims_unverified, decode_header, device_public_key, sign_hmac_jws,
+    verify_hmac_jws, verify_jws,
 };

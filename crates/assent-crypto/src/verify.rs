@@ -461,6 +461,66 @@ impl JwkSet {
     }
 }
 
+/// A device's public key (§6.1), checked when it is registered: one JWK, EC P-256 (ES256) or
+/// OKP Ed25519 (EdDSA), a point on its curve, no private members, `use` (if any) `sig`, an
+/// `alg` member (if any) that names the algorithm of its curve. Returns the algorithm and the
+/// key as stored: the JWK's public members only, with `kid` set to `kid` (the device id) and
+/// `alg` and `use` filled in.
+pub fn device_public_key(jwk: &Value, kid: &str) -> Result<(SigningAlg, Value), CryptoError> {
+    let Value::Object(obj) = jwk else {
+        return Err(CryptoError::Malformed(
+            "the key is not a JSON object".into(),
+        ));
+    };
+    let unsupported =
+        || CryptoError::Malformed("the key must be EC P-256 (ES256) or OKP Ed25519 (EdDSA)".into());
+    let key = parse_jwk(jwk)?.ok_or_else(|| match obj.get("kty").and_then(Value::as_str) {
+        Some("oct") => CryptoError::Malformed("a symmetric key cannot be a device key".into()),
+        _ if obj.get("use").is_some_and(|u| u != "sig") => {
+            CryptoError::Malformed("the key's \"use\" must be \"sig\"".into())
+        }
+        _ if obj.contains_key("key_ops") => {
+            CryptoError::Malformed("the key's \"key_ops\" must include \"verify\"".into())
+        }
+        _ => unsupported(),
+    })?;
+    let (alg, public) = match &key.data {
+        KeyData::Ec {
+            curve: Curve::P256, ..
+        } => (SigningAlg::ES256, ["kty", "crv", "x", "y"].as_slice()),
+        KeyData::Ed25519 { .. } => (SigningAlg::EdDSA, ["kty", "crv", "x"].as_slice()),
+        KeyData::Ec { .. } | KeyData::Rsa { .. } => return Err(unsupported()),
+    };
+    if !key.alg_member_fits(alg) {
+        return Err(CryptoError::Malformed(format!(
+            "the key's \"alg\" must be {} for its curve",
+            alg.as_str()
+        )));
+    }
+    let mut stored = Map::new();
+    for name in public {
+        if let Some(v) = obj.get(*name) {
+            stored.insert((*name).to_owned(), v.clone());
+        }
+    }
+    stored.insert("kid".into(), kid.into());
+    stored.insert("alg".into(), alg.as_str().into());
+    stored.insert("use".into(), "sig".into());
+    Ok((alg, Value::Object(stored)))
+}
+
+impl JwkSet {
+    /// The set holding only `jwk` (a key returned by [`device_public_key`]).
+    pub fn single(jwk: &Value) -> Result<JwkSet, CryptoError> {
+        match parse_jwk(jwk)? {
+            Some(key) => Ok(JwkSet { keys: vec![key] }),
+            None => Err(CryptoError::Malformed(
+                "not a usable verification key".into(),
+            )),
+        }
+    }
+}
+
 fn reject_crit(header: &JwsHeader) -> Result<(), CryptoError> {
     if header.crit.is_some() {
         return Err(CryptoError::Malformed(

@@ -781,3 +781,52 @@ fn weak_and_invalid_keys_are_refused_by_name() {
     let m = malformed(json!({"keys": [private]}));
     assert!(m.contains("key 0") && m.contains("private"), "{m}");
 }
+
+#[test]
+fn device_keys_are_es256_or_eddsa_public_keys_only() {
+    use assent_crypto::device_public_key;
+    for alg in [SigningAlg::ES256, SigningAlg::EdDSA] {
+        let km = &keys(alg)[0];
+        let (got, stored) = device_public_key(&km.public_jwk, "dev-1").unwrap();
+        assert_eq!(got, alg);
+        assert_eq!(stored["kid"], "dev-1");
+        assert_eq!(stored["alg"], alg.as_str());
+        // The stored key verifies what the private key signs, under the device id.
+        let signed = JwsSigner::from_pkcs8(alg, "dev-1", &km.pkcs8_der)
+            .unwrap()
+            .sign(Some("device+jwt"), &claims())
+            .unwrap();
+        let set = JwkSet::single(&stored).unwrap();
+        assert!(verify_jws(&signed, &set, &[alg]).is_ok());
+        // Without kid / alg / use the key is still accepted.
+        let bare = without(&without(&without(&km.public_jwk, "kid"), "alg"), "use");
+        assert_eq!(device_public_key(&bare, "d").unwrap().0, alg);
+    }
+    let refuse = |jwk: &Value| device_public_key(jwk, "d").unwrap_err().to_string();
+    // Other key types and curves.
+    assert!(refuse(&keys(SigningAlg::RS256)[0].public_jwk).contains("P-256"));
+    assert!(refuse(&keys(SigningAlg::ES384)[0].public_jwk).contains("P-256"));
+    assert!(refuse(&json!({"kty": "oct", "k": "c2VjcmV0"})).contains("symmetric"));
+    // A private part.
+    let mut private = keys(SigningAlg::ES256)[0].public_jwk.clone();
+    private["d"] = json!(b64(&[1u8; 32]));
+    assert!(refuse(&private).contains("private"));
+    // Wrong lengths and off-curve points.
+    let mut short = keys(SigningAlg::ES256)[0].public_jwk.clone();
+    short["x"] = json!(b64(&[1u8; 31]));
+    assert!(refuse(&short).contains("length"));
+    let mut off = keys(SigningAlg::ES256)[0].public_jwk.clone();
+    off["y"] = json!(b64(&[1u8; 32]));
+    assert!(refuse(&off).contains("curve"));
+    let mut ed_short = keys(SigningAlg::EdDSA)[0].public_jwk.clone();
+    ed_short["x"] = json!(b64(&[1u8; 16]));
+    assert!(refuse(&ed_short).contains("length"));
+    // An alg member that is not the curve's, and an encryption key.
+    let mut wrong_alg = keys(SigningAlg::ES256)[0].public_jwk.clone();
+    wrong_alg["alg"] = json!("ES384");
+    assert!(refuse(&wrong_alg).contains("alg"));
+    let mut enc = keys(SigningAlg::ES256)[0].public_jwk.clone();
+    enc["use"] = json!("enc");
+    assert!(refuse(&enc).contains("use"));
+    assert!(refuse(&json!("not an object")).contains("object"));
+}

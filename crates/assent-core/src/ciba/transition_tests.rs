@@ -11,6 +11,18 @@ use crate::ids::AuthReqId;
 use crate::model::{AccessTokenRecord, DeliveryMode, RefreshTokenRecord};
 use crate::transition::{Applied, Change, Guard, Misfit, Transition};
 
+/// `t` without its audit entries (their ids are random), and the kinds of those entries.
+fn unaudited(t: &Transition) -> (Transition, Vec<ActivityType>) {
+    let kinds = t.audit.iter().map(|e| e.kind).collect();
+    (
+        Transition {
+            audit: Vec::new(),
+            ..t.clone()
+        },
+        kinds,
+    )
+}
+
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 
 fn pending() -> CibaRequest {
@@ -289,16 +301,23 @@ fn approved_is_redeemed_once_and_a_later_poll_is_a_replay() {
     let issued = tokens(&req);
     let t = redeem(&req, issued.clone(), at);
     assert_eq!(
-        t,
-        Transition::new(
-            "env".into(),
-            Guard::ApprovedAt { at },
-            Change::Redeem {
-                auth_req_id: "req-1".into(),
-                at,
-                tokens: issued,
-            },
+        unaudited(&t),
+        (
+            Transition::new(
+                "env".into(),
+                Guard::ApprovedAt { at },
+                Change::Redeem {
+                    auth_req_id: "req-1".into(),
+                    at,
+                    tokens: issued,
+                },
+            ),
+            vec![ActivityType::TokensIssued]
         )
+    );
+    assert_eq!(
+        t.audit[0].actor,
+        Actor::new(ActorType::Client, Some("app".into()))
     );
     assert_eq!(t.check(), Ok(()));
     assert_eq!(t.auth_req_id(), Some(&AuthReqId::from("req-1")));
@@ -393,17 +412,28 @@ fn decide_and_cancel_are_guarded_on_pending_at_now() {
             ..decision(outcome, now)
         };
         let t = decide(&req, d.clone(), now).unwrap();
+        let kind = match outcome {
+            DecisionOutcome::Approve => ActivityType::RequestApproved,
+            DecisionOutcome::Deny => ActivityType::RequestDenied,
+            DecisionOutcome::Cancel => ActivityType::RequestCancelled,
+        };
         assert_eq!(
-            t,
-            Transition::new(
-                "env".into(),
-                Guard::PendingAt { at: now },
-                Change::Decide {
-                    auth_req_id: "req-1".into(),
-                    decision: d,
-                },
+            unaudited(&t),
+            (
+                Transition::new(
+                    "env".into(),
+                    Guard::PendingAt { at: now },
+                    Change::Decide {
+                        auth_req_id: "req-1".into(),
+                        decision: d,
+                    },
+                ),
+                vec![kind]
             )
         );
+        assert_eq!(t.audit[0].actor, Actor::admin());
+        assert_eq!(t.audit[0].channel, Some(DecisionChannel::Admin));
+        assert_eq!(t.audit[0].at, now);
         assert_eq!(t.check(), Ok(()));
     }
     // One millisecond before expiry still counts; at expiry it does not.
@@ -463,15 +493,19 @@ fn expire_only_a_pending_request_past_its_expiry() {
     let req = pending();
     let t = expire(&req, req.expires_at).unwrap();
     assert_eq!(
-        t,
-        Transition::new(
-            "env".into(),
-            Guard::ExpiredPendingAt { at: req.expires_at },
-            Change::Expire {
-                auth_req_id: "req-1".into()
-            },
+        unaudited(&t),
+        (
+            Transition::new(
+                "env".into(),
+                Guard::ExpiredPendingAt { at: req.expires_at },
+                Change::Expire {
+                    auth_req_id: "req-1".into()
+                },
+            ),
+            vec![ActivityType::RequestExpired]
         )
     );
+    assert_eq!(t.audit[0].actor, Actor::system());
     assert_eq!(t.check(), Ok(()));
     assert!(expire(&req, req.expires_at.plus_secs(3600)).is_ok());
     assert_eq!(
