@@ -41,16 +41,16 @@ use std::time::Duration;
 
 use assent_core::transition::{Applied, Transition, WorkId};
 use assent_core::{
-    AccessTokenRecord, Application, ApplicationId, AuthReqId, CibaRequest, Environment,
-    EnvironmentId, ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp,
-    User, UserId,
+    AccessTokenRecord, Activity, Application, ApplicationId, AuditEntry, AuthReqId, CibaRequest,
+    Device, DeviceEnrollment, Environment, EnvironmentId, ListPage, Page, RefreshTokenRecord,
+    SigningAlgorithm, SigningKey, Timestamp, User, UserId,
 };
 use zeroize::Zeroizing;
 
 use crate::{
-    CibaRequestFilter, CibaStore, ClaimedWork, DirectoryStore, Housekeeping, JtiStore, KeyStore,
-    Resealed, SealedValue, Store, StoreError, StoreResult, TokenStore, Transitions, WakeKey,
-    WakeUp, WakeUps, WorkStore, WriteStats,
+    ActivityFilter, AuditStore, CibaRequestFilter, CibaStore, ClaimedWork, DeviceStore,
+    DirectoryStore, Housekeeping, JtiStore, KeyStore, Resealed, SealedValue, Store, StoreError,
+    StoreResult, TokenStore, Transitions, WakeKey, WakeUp, WakeUps, WorkStore, WriteStats,
 };
 
 /// How often the refresher reads the directory versions: the bound within which a change made
@@ -716,6 +716,95 @@ impl<S: Store + ?Sized> CibaStore for CachedStore<S> {
         self.inner
             .list_ciba_requests(env_id, filter, now, page)
             .await
+    }
+
+    async fn pending_for_user(
+        &self,
+        env_id: &EnvironmentId,
+        user_id: &UserId,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CibaRequest>> {
+        self.inner
+            .pending_for_user(env_id, user_id, now, limit)
+            .await
+    }
+
+    async fn expired_pending(
+        &self,
+        after: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CibaRequest>> {
+        self.inner.expired_pending(after, now, limit).await
+    }
+}
+
+/// Devices are read for each device call (not cached): a disabled or deleted device is refused
+/// on its next call by construction.
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> DeviceStore for CachedStore<S> {
+    async fn create_device(&self, device: &Device, audit: &AuditEntry) -> StoreResult<()> {
+        self.inner.create_device(device, audit).await
+    }
+
+    async fn get_device(&self, env_id: &EnvironmentId, id: &str) -> StoreResult<Device> {
+        self.inner.get_device(env_id, id).await
+    }
+
+    async fn list_devices(
+        &self,
+        env_id: &EnvironmentId,
+        user_id: &UserId,
+        page: &Page,
+    ) -> StoreResult<ListPage<Device>> {
+        self.inner.list_devices(env_id, user_id, page).await
+    }
+
+    async fn update_device(&self, device: &Device, audit: &AuditEntry) -> StoreResult<()> {
+        self.inner.update_device(device, audit).await
+    }
+
+    async fn delete_device(
+        &self,
+        env_id: &EnvironmentId,
+        user_id: &UserId,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        self.inner.delete_device(env_id, user_id, id, audit).await
+    }
+
+    async fn create_enrollment(&self, enrollment: &DeviceEnrollment) -> StoreResult<()> {
+        self.inner.create_enrollment(enrollment).await
+    }
+
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        audit: &AuditEntry,
+        now: Timestamp,
+    ) -> StoreResult<Device> {
+        self.inner
+            .enroll_device(code_hash, device, audit, now)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> AuditStore for CachedStore<S> {
+    async fn list_activities(
+        &self,
+        env_id: &EnvironmentId,
+        filter: &ActivityFilter,
+        page: &Page,
+    ) -> StoreResult<ListPage<Activity>> {
+        self.inner.list_activities(env_id, filter, page).await
+    }
+
+    async fn record_device_notified(&self, entry: &AuditEntry) -> StoreResult<bool> {
+        self.inner.record_device_notified(entry).await
     }
 }
 

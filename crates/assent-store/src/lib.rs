@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use assent_core::transition::{Applied, ScheduledWork, Transition, WorkId};
 use assent_core::{
-    AccessTokenRecord, Application, ApplicationId, AuthReqId, CibaRequest, CibaStatus, Environment,
-    EnvironmentId, ListPage, Page, RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp,
-    User, UserId,
+    AccessTokenRecord, Activity, ActivityType, Application, ApplicationId, AuditEntry, AuthReqId,
+    CibaRequest, CibaStatus, Device, DeviceEnrollment, Environment, EnvironmentId, ListPage, Page,
+    RefreshTokenRecord, SigningAlgorithm, SigningKey, Timestamp, User, UserId,
 };
 
 pub mod cache;
@@ -34,8 +34,8 @@ pub use wakeups::{InProcessWakeUps, WakeKey, WakeUp, WakeUps};
 /// (`Arc<dyn Store>` reaches every method without them).
 pub mod prelude {
     pub use crate::{
-        CibaStore, DirectoryStore, Housekeeping, JtiStore, KeyStore, Store, TokenStore,
-        Transitions, WakeUps, WorkStore,
+        AuditStore, CibaStore, DeviceStore, DirectoryStore, Housekeeping, JtiStore, KeyStore,
+        Store, TokenStore, Transitions, WakeUps, WorkStore,
     };
 }
 
@@ -141,6 +141,8 @@ pub struct Resealed {
 /// Everything Assent persists: one value per backend, shared as `Arc<dyn Store>`.
 pub trait Store:
     DirectoryStore
+    + DeviceStore
+    + AuditStore
     + KeyStore
     + CibaStore
     + TokenStore
@@ -155,6 +157,8 @@ pub trait Store:
 
 impl<T> Store for T where
     T: DirectoryStore
+        + DeviceStore
+        + AuditStore
         + KeyStore
         + CibaStore
         + TokenStore
@@ -322,6 +326,76 @@ pub trait KeyStore: Send + Sync {
     async fn reseal_all(&self, resealed: &[Resealed], meta: (&str, &[u8])) -> StoreResult<()>;
 }
 
+/// Device keys and their one-time enrolment codes (§6.1). Each write appends its audit entry
+/// in the same transaction.
+#[async_trait::async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Registers `device` and appends `audit`. `NotFound` when its user does not exist,
+    /// `Conflict(UniqueField::Id)` when the id is taken.
+    async fn create_device(&self, device: &Device, audit: &AuditEntry) -> StoreResult<()>;
+    async fn get_device(&self, env_id: &EnvironmentId, id: &str) -> StoreResult<Device>;
+    /// The devices of one user, oldest first.
+    async fn list_devices(
+        &self,
+        env_id: &EnvironmentId,
+        user_id: &UserId,
+        page: &Page,
+    ) -> StoreResult<ListPage<Device>>;
+    /// Stores `device`'s name, `enabled` and `updated_at` (the key and user never change) and
+    /// appends `audit`. `NotFound` when the device (of that user) is gone.
+    async fn update_device(&self, device: &Device, audit: &AuditEntry) -> StoreResult<()>;
+    /// Deletes the device of `user_id` and appends `audit`. `NotFound` when it is gone.
+    async fn delete_device(
+        &self,
+        env_id: &EnvironmentId,
+        user_id: &UserId,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+    /// Stores an enrolment code (its hash). `NotFound` when its user does not exist.
+    async fn create_enrollment(&self, enrollment: &DeviceEnrollment) -> StoreResult<()>;
+    /// Uses the enrolment code whose SHA-256 is `code_hash`, if it is unused and unexpired at
+    /// `now`, and registers `device` for the code's user, in one transaction: the code is
+    /// deleted, the device stored with the code's user (whatever `device.user_id` says), and
+    /// `audit` appended with that user. Of concurrent enrolments with one code exactly one
+    /// succeeds. `NotFound` when there is no such code (unknown, used or expired).
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        audit: &AuditEntry,
+        now: Timestamp,
+    ) -> StoreResult<Device>;
+}
+
+/// Filters for listing the audit log; all of them must hold.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityFilter {
+    pub auth_req_id: Option<AuthReqId>,
+    pub user_id: Option<UserId>,
+    pub kind: Option<ActivityType>,
+    /// At or after.
+    pub since: Option<Timestamp>,
+    /// Before.
+    pub until: Option<Timestamp>,
+}
+
+/// The audit log (§6.4). Entries are appended by the writes they record (transitions, device
+/// writes), in the same transaction; this part reads them.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Entries of one environment in the order they were appended, oldest first.
+    async fn list_activities(
+        &self,
+        env_id: &EnvironmentId,
+        filter: &ActivityFilter,
+        page: &Page,
+    ) -> StoreResult<ListPage<Activity>>;
+    /// Appends a `DEVICE_NOTIFIED` entry unless the log has one for the same request and
+    /// device already. Returns whether it was appended.
+    async fn record_device_notified(&self, entry: &AuditEntry) -> StoreResult<bool>;
+}
+
 /// CIBA requests, as read. Their state changes are transitions ([`Transitions::apply`]).
 #[async_trait::async_trait]
 pub trait CibaStore: Send + Sync {
@@ -338,6 +412,24 @@ pub trait CibaStore: Send + Sync {
         now: Timestamp,
         page: &Page,
     ) -> StoreResult<ListPage<CibaRequest>>;
+    /// The requests of `user_id` still pending and unexpired at `now`, oldest first, at most
+    /// `limit` (what the user's devices show, §6.1).
+    async fn pending_for_user(
+        &self,
+        env_id: &EnvironmentId,
+        user_id: &UserId,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CibaRequest>>;
+    /// Requests of any environment still stored PENDING whose expiry is after `after` and at
+    /// or before `now`, soonest expiry first, at most `limit`: what the expiry sweep marks
+    /// expired (`ciba::expire`).
+    async fn expired_pending(
+        &self,
+        after: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CibaRequest>>;
 }
 
 /// Access and refresh tokens, as read. Issuing them with a redemption or a rotation, and

@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::paging::{ListSpec, list_page};
 use super::rows::{self, opt_to_json, to_json};
-use super::{SqliteStore, sql_err};
+use super::{SqliteStore, db_err, sql_err};
 use crate::{CibaRequestFilter, CibaStore, StoreResult};
 
 pub(super) fn insert_request(conn: &Connection, req: &CibaRequest) -> StoreResult<()> {
@@ -308,5 +308,50 @@ impl CibaStore for SqliteStore {
             key: ciba_key,
         };
         list_page(&self.pool, spec, page).await
+    }
+
+    async fn pending_for_user(
+        &self,
+        env_id: &EnvironmentId,
+        user_id: &UserId,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CibaRequest>> {
+        let found = sqlx::query(
+            "SELECT * FROM ciba_requests
+             WHERE environment_id = ? AND user_id = ? AND status = ? AND expires_at > ?
+             ORDER BY created_at, auth_req_id LIMIT ?",
+        )
+        .bind(env_id.as_str())
+        .bind(user_id.as_str())
+        .bind(CibaStatus::Pending.as_str())
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        found.iter().map(rows::ciba_request).collect()
+    }
+
+    async fn expired_pending(
+        &self,
+        after: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CibaRequest>> {
+        // A range of the expiry index, the rows no longer pending skipped.
+        let found = sqlx::query(
+            "SELECT * FROM ciba_requests
+             WHERE expires_at > ? AND expires_at <= ? AND status = ?
+             ORDER BY expires_at LIMIT ?",
+        )
+        .bind(after.millis())
+        .bind(now.millis())
+        .bind(CibaStatus::Pending.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        found.iter().map(rows::ciba_request).collect()
     }
 }

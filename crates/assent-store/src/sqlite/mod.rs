@@ -28,7 +28,9 @@
 //! (the batches), `polls` (poll records in memory) and `reader`; this one opens the database,
 //! migrates it, maps errors and purges.
 
+mod audit;
 mod ciba;
+mod devices;
 mod directory;
 mod jtis;
 mod keys;
@@ -436,7 +438,7 @@ impl Housekeeping for SqliteStore {
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
         // What is kept, and how long, is core's policy (`assent_core::retention`).
         let cutoffs = purge_cutoffs(now);
-        let steps: [(&'static str, Timestamp); 5] = [
+        let steps: [(&'static str, Timestamp); 7] = [
             (
                 "DELETE FROM used_jtis WHERE expires_at <= ?",
                 cutoffs.used_jtis,
@@ -457,6 +459,11 @@ impl Housekeeping for SqliteStore {
                 "DELETE FROM signing_keys WHERE is_current = FALSE AND retire_at <= ?",
                 cutoffs.retired_signing_keys,
             ),
+            (
+                "DELETE FROM device_enrollments WHERE expires_at <= ?",
+                cutoffs.device_enrollments,
+            ),
+            ("DELETE FROM activities WHERE at <= ?", cutoffs.activities),
         ];
         let mut deleted = 0;
         for (sql, cutoff) in steps {

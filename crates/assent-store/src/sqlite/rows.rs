@@ -3,9 +3,10 @@
 
 use assent_core::transition::{ScheduledWork, WorkId};
 use assent_core::{
-    AbuseLimits, AccessTokenRecord, Application, AutoDecision, CibaRequest, CibaStatus,
-    DeliveryMode, Environment, EnvironmentType, RefreshTokenRecord, SigningAlgorithm, SigningKey,
-    Timestamp, TokenEndpointAuthMethod, User,
+    AbuseLimits, AccessTokenRecord, Activity, ActivityType, Actor, ActorType, Application,
+    AuditEntry, AutoDecision, CibaRequest, CibaStatus, DecisionChannel, DeliveryMode, Device,
+    DeviceKeyAlgorithm, Environment, EnvironmentType, RefreshTokenRecord, SigningAlgorithm,
+    SigningKey, Timestamp, TokenEndpointAuthMethod, User,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -284,5 +285,49 @@ pub(super) fn claimed_work(row: &SqliteRow) -> StoreResult<ClaimedWork> {
         },
         attempts: get::<i64>(row, "attempts")? - 1,
         claimed_until: ts(row, "claimed_until")?,
+    })
+}
+
+pub(super) fn device(row: &impl Cells) -> StoreResult<Device> {
+    Ok(Device {
+        id: cell_text(row, "id")?,
+        environment_id: cell_text(row, "environment_id")?.into(),
+        user_id: cell_text(row, "user_id")?.into(),
+        name: cell_text(row, "name")?,
+        algorithm: cell_wire(row, "algorithm", DeviceKeyAlgorithm::parse)?,
+        public_jwk: cell_json(row, "public_jwk")?,
+        enabled: cell_bool(row, "enabled")?,
+        created_at: cell_ts(row, "created_at")?,
+        updated_at: cell_ts(row, "updated_at")?,
+    })
+}
+
+pub(super) fn activity(row: &impl Cells) -> StoreResult<Activity> {
+    let channel = match row.text("channel")? {
+        None => None,
+        Some(c) => Some(
+            DecisionChannel::parse(&c)
+                .ok_or_else(|| StoreError::Corrupt(format!("channel: unknown value {c:?}")))?,
+        ),
+    };
+    Ok(Activity {
+        seq: required(row.int("seq")?, "seq")?,
+        entry: AuditEntry {
+            id: cell_text(row, "id")?,
+            environment_id: cell_text(row, "environment_id")?.into(),
+            kind: cell_wire(row, "type", ActivityType::parse)?,
+            at: cell_ts(row, "at")?,
+            auth_req_id: row.text("auth_req_id")?.map(Into::into),
+            user_id: row.text("user_id")?.map(Into::into),
+            application_id: row.text("application_id")?.map(Into::into),
+            device_id: row.text("device_id")?,
+            actor: Actor::new(
+                cell_wire(row, "actor_type", ActorType::parse)?,
+                row.text("actor_id")?,
+            ),
+            channel,
+            correlation_id: row.text("correlation_id")?,
+            details: cell_json(row, "details")?,
+        },
     })
 }

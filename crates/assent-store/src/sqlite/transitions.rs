@@ -1,7 +1,7 @@
 //! `Transitions::apply` for SQLite: a transition is handed to the writer (`writer.rs`), which
 //! applies it with the others queued at that moment in one `BEGIN IMMEDIATE` transaction, under
 //! its own savepoint: the guard is a conditional statement (rows affected / `RETURNING`),
-//! followed by the change, the work it completes and the work it schedules
+//! followed by the change, the work it completes, the work it schedules and its audit entries
 //! (`write_transition`); the wake-ups go out after the commit.
 //!
 //! The SQL of each aggregate stays in its file (`ciba.rs`, `tokens.rs`, `work.rs`); this one
@@ -12,7 +12,7 @@ use assent_core::{AuthReqId, Timestamp, UserId};
 use rusqlite::Connection;
 
 use super::tokens::{insert_access_token, insert_refresh_token};
-use super::{SqliteStore, ciba, tokens, work};
+use super::{SqliteStore, audit, ciba, tokens, work};
 use crate::{StoreError, StoreResult, Transitions, WriteStats};
 
 /// What writing a change did.
@@ -99,12 +99,9 @@ pub(super) fn write_transition(conn: &Connection, t: &Transition) -> StoreResult
     if !t.schedule.is_empty() {
         work::insert_work(conn, &t.schedule, judged_at(t))?;
     }
-    // None exist yet: the empty matches stop compiling when the audit log (issue #9) and
-    // the outbox (issue #10) add them, and the loops then write them here.
-    #[expect(clippy::never_loop, reason = "no audit entry exists yet")]
-    for entry in &t.audit {
-        match *entry {}
-    }
+    audit::insert_entries(conn, &t.audit)?;
+    // None exist yet: the empty match stops compiling when the outbox (issue #10) adds them,
+    // and the loop then writes them here.
     #[expect(clippy::never_loop, reason = "no outbox message exists yet")]
     for message in &t.outbox {
         match *message {}
