@@ -382,7 +382,9 @@ pub async fn oauth_error_style(
 /// `/{envId}/as/`.
 pub async fn not_found_fallback(uri: axum::http::Uri) -> Response {
     let mut segments = uri.path().trim_start_matches('/').split('/');
-    if segments.next().is_some_and(|s| !s.is_empty()) && segments.next() == Some("as") {
+    if segments.next().is_some_and(|s| !s.is_empty())
+        && matches!(segments.next(), Some("as" | "device"))
+    {
         return crate::oauth::not_found().into_response();
     }
     api_not_found().await

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod correlation;
+pub mod device;
 pub mod error;
 pub mod form;
 pub mod health;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics)
         .nest("/v1", v1::router(state.clone()))
         .nest("/{env_id}/as", oauth::router())
+        .nest("/{env_id}/device", device::router())
         .fallback(error::not_found_fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

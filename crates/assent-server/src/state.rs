@@ -50,6 +50,8 @@ pub struct Shared {
     /// Every background task (the scheduled-work worker, the purge loop) is spawned here,
     /// so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Which requests this process has audited as shown to which device.
+    pub notified: crate::device::requests::Notified,
 }
 
 impl std::ops::Deref for AppState {
@@ -98,6 +100,7 @@ impl AppState {
             deps,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            notified: crate::device::requests::Notified::default(),
         }))
     }
 

@@ -1,5 +1,7 @@
 //! The worker that runs durable scheduled work (`assent_store::WorkStore`): SANDBOX automatic
-//! decisions now, notification retries later.
+//! decisions now, notification retries later; and the expiry sweep, which marks requests that
+//! expired undecided (`ciba::expire`, audited as `REQUEST_EXPIRED`) within one pass
+//! ([`RECHECK_MS`]) of their expiry.
 //!
 //! Every node runs one. A worker claims due work under a lease (no other worker runs it while
 //! the lease lasts), runs each job through the one state-change path (`apply`, finishing the
@@ -78,11 +80,15 @@ async fn run(
     mut requests: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 ) {
     let mut answered_by_next_pass = Vec::new();
+    let mut swept_to = state
+        .now()
+        .plus_secs(-assent_core::ciba::EXPIRED_ANSWERABLE_SECS);
     loop {
         while let Ok(request) = requests.try_recv() {
             answered_by_next_pass.push(request);
         }
         let now = state.now();
+        swept_to = sweep_expired(&state, swept_to, now).await;
         let next_look = pass(&state, &worker, now).await;
         for request in answered_by_next_pass.drain(..) {
             let _ = request.send(());
@@ -106,6 +112,47 @@ async fn run(
         }
     }
     tracing::debug!(worker = %worker, "scheduled-work worker stopped");
+}
+
+/// How many expired requests one read of the sweep takes (their expiries are applied
+/// concurrently, so the writer commits them together).
+pub const SWEEP_BATCH: u32 = 256;
+/// How far back each sweep looks again (other nodes' clocks, requests being admitted while
+/// the previous sweep read): cheap, as requests no longer pending are skipped by the read.
+const SWEEP_OVERLAP_MS: i64 = 60_000;
+
+/// Marks every request that expired undecided by `now` (expiry after `after`) through
+/// `ciba::expire`, which writes its audit entry (and, with issue #10, its notifications) once
+/// across workers and nodes: of two sweeps, one wins each request. Returns where the next
+/// sweep starts.
+async fn sweep_expired(state: &AppState, after: Timestamp, now: Timestamp) -> Timestamp {
+    let mut after = after;
+    loop {
+        let expired = match state.store.expired_pending(after, now, SWEEP_BATCH).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read expired requests");
+                return after;
+            }
+        };
+        let applies = expired.iter().filter_map(|req| {
+            let t = ciba::expire(req, now).ok()?;
+            Some(async move { state.store.apply(&t).await })
+        });
+        let results = futures_util::future::join_all(applies).await;
+        if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+            tracing::warn!(error = %e, "could not mark expired requests");
+            return after;
+        }
+        let Some(last) = expired.last() else {
+            return after.max(now.plus_millis(-SWEEP_OVERLAP_MS));
+        };
+        if expired.len() < SWEEP_BATCH as usize {
+            return after.max(now.plus_millis(-SWEEP_OVERLAP_MS));
+        }
+        // A full batch: more may share the last expiry; those marked are skipped next read.
+        after = last.expires_at.plus_millis(-1);
+    }
 }
 
 /// Runs everything claimable at `now`, batch after batch. Returns when work is next due.

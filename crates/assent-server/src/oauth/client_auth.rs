@@ -287,9 +287,11 @@ async fn verify_assertion(
             ClaimError::TooFarAhead => {
                 "The client assertion must not expire more than one hour from now."
             }
-            ClaimError::InvalidNbf => "The client assertion's nbf is not a number.",
+            ClaimError::MissingNbf | ClaimError::InvalidNbf => {
+                "The client assertion's nbf is not a number."
+            }
             ClaimError::NotYetValid => "The client assertion is not valid yet.",
-            ClaimError::InvalidIat | ClaimError::IssuedInFuture => {
+            ClaimError::MissingIat | ClaimError::InvalidIat | ClaimError::IssuedInFuture => {
                 "The client assertion's iat is in the future."
             }
             ClaimError::MissingJti | ClaimError::InvalidJti => "The client assertion has no jti.",

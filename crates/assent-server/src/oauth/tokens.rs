@@ -339,8 +339,10 @@ pub async fn check_access_token(
         | ClaimError::MissingExp
         | ClaimError::InvalidExp
         | ClaimError::TooFarAhead
+        | ClaimError::MissingNbf
         | ClaimError::InvalidNbf
         | ClaimError::NotYetValid
+        | ClaimError::MissingIat
         | ClaimError::InvalidIat
         | ClaimError::IssuedInFuture
         | ClaimError::MissingJti

@@ -121,7 +121,8 @@ impl BackchannelService {
             env.env_type,
             &user,
             WorkId(assent_core::new_id()),
-        );
+        )
+        .correlated(&crate::correlation::current().to_string());
         match state.store.apply(&admission).await? {
             Applied::Won => {}
             Applied::Limited { limit, free_at } => {

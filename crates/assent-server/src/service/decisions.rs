@@ -1,7 +1,8 @@
 //! Taking a decision on a CIBA request: the first decision wins, a decision on an expired
 //! request changes nothing (§3.3, §6). Used by the simulated SANDBOX decisions, admin
-//! cancellation and (later) the device channels; automatic SANDBOX decisions are scheduled
-//! work (`crate::work`).
+//! cancellation and the device channel (`crate::device`), and by the web page, email links and
+//! webhooks to come; automatic SANDBOX decisions are scheduled work (`crate::work`). Each
+//! decision is audited (who, which channel, the amr) in the transition that stores it.
 
 use assent_core::ciba::{self, DecideError, check_decidable};
 use assent_core::transition::Applied;
@@ -56,7 +57,8 @@ pub async fn decide(
         decided_at: now,
     };
     let (outcome, channel) = (decision.outcome, decision.channel);
-    let transition = ciba::decide(&req, decision, now)?;
+    let transition =
+        ciba::decide(&req, decision, now)?.correlated(&crate::correlation::current().to_string());
     if state.store.apply(&transition).await? == Applied::Won {
         tracing::info!(
             environment_id = %env_id,

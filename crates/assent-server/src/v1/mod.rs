@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, ApiErrorCode, echo};
 use crate::state::AppState;
 
+pub mod activities;
 pub mod applications;
 pub mod ciba_requests;
+pub mod devices;
 pub mod environments;
 pub mod openapi;
 pub mod signing_keys;
@@ -24,6 +26,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(environments::router())
         .merge(applications::router())
         .merge(users::router())
+        .merge(devices::router())
+        .merge(activities::router())
         .merge(signing_keys::router())
         .merge(ciba_requests::router())
         .fallback(crate::error::api_not_found)

@@ -3,6 +3,7 @@
 //! router over a temporary SQLite store and a manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod devices;
 mod management;
 mod metrics;
 mod oauth;

@@ -145,7 +145,10 @@ async fn poll(
                 let redeemed_at = state.now().max(now);
                 if state
                     .store
-                    .apply(&ciba::redeem(&req, minted.tokens, redeemed_at))
+                    .apply(
+                        &ciba::redeem(&req, minted.tokens, redeemed_at)
+                            .correlated(&crate::correlation::current().to_string()),
+                    )
                     .await?
                     .won()
                 {

@@ -48,14 +48,23 @@ pub mod schemas;
         paths::get_ciba_request,
         paths::cancel_ciba_request,
         paths::approve_ciba_request,
-        paths::deny_ciba_request
+        paths::deny_ciba_request,
+        paths::list_devices,
+        paths::create_device,
+        paths::get_device,
+        paths::update_device,
+        paths::delete_device,
+        paths::create_user_device_enrollment,
+        paths::create_device_enrollment,
+        paths::list_activities
     ),
     components(schemas(schemas::ApiErrorBody)),
     modifiers(&AdminToken),
     security(("adminToken" = [])),
     tags(
         (name = "environments"), (name = "applications"), (name = "users"),
-        (name = "signingKeys"), (name = "cibaRequests"),
+        (name = "signingKeys"), (name = "cibaRequests"), (name = "devices"),
+        (name = "activities"),
     ),
 )]
 pub struct ManagementApi;
@@ -124,6 +133,26 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         "POST",
         "/v1/environments/{envId}/cibaRequests/{authReqId}/deny",
     ),
+    ("GET", "/v1/environments/{envId}/users/{userId}/devices"),
+    ("POST", "/v1/environments/{envId}/users/{userId}/devices"),
+    (
+        "GET",
+        "/v1/environments/{envId}/users/{userId}/devices/{deviceId}",
+    ),
+    (
+        "PATCH",
+        "/v1/environments/{envId}/users/{userId}/devices/{deviceId}",
+    ),
+    (
+        "DELETE",
+        "/v1/environments/{envId}/users/{userId}/devices/{deviceId}",
+    ),
+    (
+        "POST",
+        "/v1/environments/{envId}/users/{userId}/deviceEnrollments",
+    ),
+    ("POST", "/v1/environments/{envId}/deviceEnrollments"),
+    ("GET", "/v1/environments/{envId}/activities"),
 ];
 
 #[cfg(test)]
@@ -161,6 +190,8 @@ mod tests {
             ("UserCreate", super::super::users::FIELDS),
             ("UserUpdate", super::super::users::FIELDS),
             ("SigningKeyCreate", super::super::signing_keys::FIELDS),
+            ("DeviceCreate", super::super::devices::CREATE_FIELDS),
+            ("DeviceUpdate", super::super::devices::UPDATE_FIELDS),
         ] {
             assert_eq!(properties(&doc, schema), set(fields), "{schema}");
             assert_eq!(

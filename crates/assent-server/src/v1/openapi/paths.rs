@@ -406,3 +406,138 @@ fn approve_ciba_request() {}
 )]
 #[allow(dead_code)]
 fn deny_ciba_request() {}
+
+#[utoipa::path(
+    get,
+    path = "/v1/environments/{envId}/users/{userId}/devices",
+    tag = "devices",
+    summary = "List a user's devices",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id"), ("userId" = String, Path, format = "uuid", description = "The user id"), PageParams),
+    responses(
+        (status = 200, description = "A page of devices", body = DeviceList),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn list_devices() {}
+
+#[utoipa::path(
+    post,
+    path = "/v1/environments/{envId}/users/{userId}/devices",
+    tag = "devices",
+    summary = "Register a device key for a user",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id"), ("userId" = String, Path, format = "uuid", description = "The user id")),
+    request_body(content = DeviceCreate, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered", body = Device),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody),
+        (status = 413, description = "Body too large (INVALID_DATA)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn create_device() {}
+
+#[utoipa::path(
+    get,
+    path = "/v1/environments/{envId}/users/{userId}/devices/{deviceId}",
+    tag = "devices",
+    summary = "Get a device",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id"), ("userId" = String, Path, format = "uuid", description = "The user id"), ("deviceId" = String, Path, format = "uuid", description = "The device id")),
+    responses(
+        (status = 200, description = "The device", body = Device),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn get_device() {}
+
+#[utoipa::path(
+    patch,
+    path = "/v1/environments/{envId}/users/{userId}/devices/{deviceId}",
+    tag = "devices",
+    summary = "Enable, disable or rename a device",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id"), ("userId" = String, Path, format = "uuid", description = "The user id"), ("deviceId" = String, Path, format = "uuid", description = "The device id")),
+    request_body(content = DeviceUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Updated", body = Device),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody),
+        (status = 413, description = "Body too large (INVALID_DATA)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn update_device() {}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/environments/{envId}/users/{userId}/devices/{deviceId}",
+    tag = "devices",
+    summary = "Delete a device",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id"), ("userId" = String, Path, format = "uuid", description = "The user id"), ("deviceId" = String, Path, format = "uuid", description = "The device id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn delete_device() {}
+
+#[utoipa::path(
+    post,
+    path = "/v1/environments/{envId}/users/{userId}/deviceEnrollments",
+    tag = "devices",
+    summary = "Create a one-time enrolment code (10 minutes) for the user (the body is empty or {})",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id"), ("userId" = String, Path, format = "uuid", description = "The user id")),
+    responses(
+        (status = 201, description = "The code, shown once", body = DeviceEnrollment),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody),
+        (status = 413, description = "Body too large (INVALID_DATA)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn create_user_device_enrollment() {}
+
+#[utoipa::path(
+    post,
+    path = "/v1/environments/{envId}/deviceEnrollments",
+    tag = "devices",
+    summary = "Create a one-time enrolment code (10 minutes) for a user",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id")),
+    request_body(content = DeviceEnrollmentCreate, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The code, shown once", body = DeviceEnrollment),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody),
+        (status = 413, description = "Body too large (INVALID_DATA)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn create_device_enrollment() {}
+
+#[utoipa::path(
+    get,
+    path = "/v1/environments/{envId}/activities",
+    tag = "activities",
+    summary = "List the audit log, oldest first",
+    params(("envId" = String, Path, format = "uuid", description = "The environment id"), ActivityListParams),
+    responses(
+        (status = 200, description = "A page of audit entries", body = ActivityList),
+        (status = 400, description = "Invalid data (INVALID_DATA)", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong admin token (INVALID_TOKEN)", body = ApiErrorBody),
+        (status = 404, description = "Not found (NOT_FOUND)", body = ApiErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn list_activities() {}

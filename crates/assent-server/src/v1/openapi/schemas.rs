@@ -646,6 +646,170 @@ pub struct CibaRequestListParams {
     application_id: Option<String>,
 }
 
+// --- devices and enrolment codes ------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+enum DeviceTypeSchema {
+    DEVICE_KEY,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+enum DeviceAlgorithmSchema {
+    ES256,
+    EdDSA,
+}
+
+/// A device key registered by an administrator (§6.1).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeviceCreate {
+    #[schema(inline, nullable = false)]
+    r#type: Option<DeviceTypeSchema>,
+    /// Default "Device".
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
+    name: Option<String>,
+    /// A public JWK: EC P-256 (ES256) or OKP Ed25519 (EdDSA), no private members.
+    #[schema(value_type = Object)]
+    public_key_jwk: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeviceUpdate {
+    #[schema(nullable = false)]
+    enabled: Option<bool>,
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Device {
+    #[schema(format = "uuid")]
+    id: String,
+    environment: IdRef,
+    user: IdRef,
+    #[schema(inline)]
+    r#type: DeviceTypeSchema,
+    name: String,
+    #[schema(inline)]
+    algorithm: DeviceAlgorithmSchema,
+    /// The public key as stored: `kid` is the device id.
+    #[schema(value_type = Object)]
+    public_key_jwk: serde_json::Value,
+    enabled: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// `POST /v1/environments/{envId}/deviceEnrollments`: the user the code is for.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeviceEnrollmentCreate {
+    #[schema(format = "uuid")]
+    user_id: String,
+}
+
+/// A one-time enrolment code, shown once (only its hash is stored).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeviceEnrollment {
+    code: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    user: IdRef,
+}
+
+// --- audit log -----------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+enum ActivityTypeSchema {
+    REQUEST_CREATED,
+    DEVICE_NOTIFIED,
+    REQUEST_APPROVED,
+    REQUEST_DENIED,
+    REQUEST_CANCELLED,
+    REQUEST_EXPIRED,
+    TOKENS_ISSUED,
+    DEVICE_ENROLLED,
+    DEVICE_UPDATED,
+    DEVICE_DELETED,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+enum ActorTypeSchema {
+    CLIENT,
+    DEVICE,
+    USER,
+    ADMIN,
+    SIMULATION,
+    SYSTEM,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityActor {
+    #[schema(inline)]
+    r#type: ActorTypeSchema,
+    /// The application id (CLIENT), device id (DEVICE) or user id (USER).
+    #[schema(required = true)]
+    id: Option<String>,
+}
+
+/// One audit entry (§6.4).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Activity {
+    #[schema(format = "uuid")]
+    id: String,
+    environment: IdRef,
+    #[schema(inline)]
+    r#type: ActivityTypeSchema,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(required = true)]
+    auth_req_id: Option<String>,
+    #[schema(required = true)]
+    user: Option<IdRef>,
+    #[schema(required = true)]
+    application: Option<IdRef>,
+    #[schema(required = true)]
+    device_id: Option<String>,
+    actor: ActivityActor,
+    #[schema(inline, required = true)]
+    channel: Option<DecisionChannelSchema>,
+    #[schema(required = true)]
+    correlation_id: Option<String>,
+    #[schema(value_type = Object)]
+    details: serde_json::Value,
+}
+
+/// `?limit=&cursor=&authReqId=&userId=&type=&since=&until=` of the audit log.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityListParams {
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+    auth_req_id: Option<String>,
+    user_id: Option<String>,
+    #[param(inline)]
+    r#type: Option<ActivityTypeSchema>,
+    /// At or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Before this time (RFC 3339).
+    #[param(format = DateTime)]
+    until: Option<String>,
+}
+
 // --- lists ---------------------------------------------------------------------------------
 
 macro_rules! list_schema {
@@ -691,3 +855,5 @@ list_schema!(
     cibaRequests,
     CibaRequestView
 );
+list_schema!(DeviceList, DevicesEmbedded, devices, Device);
+list_schema!(ActivityList, ActivitiesEmbedded, activities, Activity);
