@@ -31,6 +31,9 @@ enum Command {
     SecretKey(secret_key::SecretKeyCommand),
     #[command(flatten)]
     Admin(cli::AdminCommand),
+    /// Act as a user's authentication device (no admin token): enrol a key with a one-time
+    /// code, then list, approve and deny that user's requests
+    Device(cli::device::DeviceArgs),
     /// Load a running server with CIBA traffic and report throughput, latency, errors and
     /// CPU per operation (it creates, and then deletes, its own SANDBOX environment)
     Bench(bench::BenchArgs),
@@ -43,6 +46,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.conn, args).await,
         Command::SecretKey(cmd) => secret_key::run(cli.conn.data_dir.clone(), cmd).await,
         Command::Admin(cmd) => cli::run(&cli.conn, cmd).await,
+        Command::Device(args) => cli::device::run(args).await,
         Command::Bench(args) => bench::run(&cli.conn, args).await,
     };
     match result {

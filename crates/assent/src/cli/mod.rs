@@ -24,8 +24,11 @@ macro_rules! wire_enum {
     };
 }
 
+mod activity;
 mod app;
 pub mod client;
+pub mod device;
+mod device_admin;
 mod env;
 mod key;
 mod request;
@@ -38,6 +41,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 pub use app::AppCommand;
+pub use device_admin::DeviceAdminCommand;
 pub use env::EnvCommand;
 pub use key::KeyCommand;
 pub use request::RequestCommand;
@@ -128,6 +132,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         cmd: RequestCommand,
     },
+    /// Device keys of a user, and one-time codes to enrol one
+    DeviceAdmin {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: DeviceAdminCommand,
+    },
 }
 
 /// Runs one admin command against the server described by `conn` and the command's target.
@@ -141,6 +152,9 @@ pub async fn run(conn: &Connection, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Key { target, cmd } => key::run(&client::Api::new(conn, &target)?, cmd).await,
         AdminCommand::Request { target, cmd } => {
             request::run(&client::Api::new(conn, &target)?, cmd).await
+        }
+        AdminCommand::DeviceAdmin { target, cmd } => {
+            device_admin::run(&client::Api::new(conn, &target)?, cmd).await
         }
     }
 }

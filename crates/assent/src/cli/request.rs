@@ -1,11 +1,11 @@
 //! `assent request …`: `/v1/environments/{envId}/cibaRequests`.
 
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::client::Api;
 use super::table::{Table, cell, key_values};
-use super::{EnvArg, Paging, note, out, print_json, print_listing};
+use super::{EnvArg, Paging, activity, note, out, outln, print_json, print_listing};
 
 wire_enum! {
     /// State of a CIBA request.
@@ -37,7 +37,7 @@ pub enum RequestCommand {
         #[command(flatten)]
         paging: Paging,
     },
-    /// Show one request with its decision
+    /// Show one request with its decision and its history (the audit log's entries for it)
     Show {
         #[command(flatten)]
         env: EnvArg,
@@ -126,9 +126,17 @@ pub async fn run(api: &Api, cmd: RequestCommand) -> Result<()> {
                 .get(api.url(&["environments", &env.env, "cibaRequests", &id])?)
                 .await?;
             if api.json {
-                return print_json(&r);
+                let activities = activity::of_request(api, &env.env, &id).await?;
+                return print_json(&json!({ "request": r, "activities": activities }));
             }
-            out(&describe(&r))
+            out(&describe(&r))?;
+            let activities = activity::of_request(api, &env.env, &id).await?;
+            outln("")?;
+            if activities.is_empty() {
+                return outln("history: none recorded");
+            }
+            outln("history:")?;
+            out(&activity::history_table(&activities).render())
         }
         RequestCommand::Approve { env, id } => decide(api, &env.env, &id, "approve").await,
         RequestCommand::Deny { env, id } => decide(api, &env.env, &id, "deny").await,
