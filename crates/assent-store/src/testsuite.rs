@@ -30,15 +30,16 @@ use assent_core::ciba::{self, AbuseGuard, AbuseLimit, PollUpdate};
 use assent_core::refresh::{self, Rotation};
 use assent_core::transition::{Applied, Change, Guard, Job, ScheduledWork, Transition, WorkId};
 use assent_core::{
-    AbuseLimits, AccessTokenRecord, Application, ApplicationId, AutoDecision, CibaRequest,
-    CibaSettings, CibaStatus, Decision, DecisionChannel, DecisionOutcome, DeliveryMode,
-    Environment, EnvironmentId, EnvironmentType, GrantType, IssuedTokens, Page, RefreshTokenRecord,
+    AbuseLimits, AccessTokenRecord, ActivityType, Actor, ActorType, Application, ApplicationId,
+    AuditEntry, AutoDecision, CibaRequest, CibaSettings, CibaStatus, Decision, DecisionChannel,
+    DecisionOutcome, DeliveryMode, Device, DeviceEnrollment, DeviceKeyAlgorithm, Environment,
+    EnvironmentId, EnvironmentType, GrantType, IssuedTokens, Page, RefreshTokenRecord,
     SigningAlgorithm, SigningKey, Timestamp, TokenEndpointAuthMethod, User, UserId, new_id,
 };
 
 use crate::{
-    CibaRequestFilter, ClaimedWork, META_KEY_CHECK, Resealed, SealedKind, SealedValue, Store,
-    StoreError, StoreResult, UniqueField, WakeKey, WakeUp,
+    ActivityFilter, CibaRequestFilter, ClaimedWork, META_KEY_CHECK, Resealed, SealedKind,
+    SealedValue, Store, StoreError, StoreResult, UniqueField, WakeKey, WakeUp,
 };
 
 /// Expands to one `#[tokio::test]` per suite function, each on a fresh store from `$factory`
@@ -95,6 +96,12 @@ macro_rules! store_test_suite {
             work_given_back_only_by_its_holder,
             work_next_due,
             wake_ups_on_scheduled_work,
+            devices_crud_audited,
+            device_enrollment_single_use,
+            audit_entries_written_with_their_transition,
+            audit_log_filters_and_pages,
+            device_notified_once,
+            pending_for_user_and_expired_pending,
         );
         $crate::store_test_suite!(@shared $factory;
             ciba_redeem_concurrently,
@@ -104,6 +111,7 @@ macro_rules! store_test_suite {
             ciba_poll_concurrently,
             refresh_rotate_concurrently,
             ciba_decide_redeem_expire_race,
+            device_enrollment_concurrently,
         );
         $crate::store_test_suite!(@held $factory;
             group_commit_decisions_in_one_batch,
@@ -4011,4 +4019,508 @@ pub async fn group_commit_races_across_batches<S: HoldWrites + 'static>(store: A
         .await
         .unwrap();
     assert_eq!(got.decision.as_ref(), Some(&decisions[0]));
+}
+
+// --- devices, enrolment codes, the audit log ---------------------------------------------------
+
+pub fn device(env_id: &EnvironmentId, user_id: &UserId) -> Device {
+    Device {
+        id: new_id(),
+        environment_id: env_id.clone(),
+        user_id: user_id.clone(),
+        name: "Phone".into(),
+        algorithm: DeviceKeyAlgorithm::Es256,
+        public_jwk: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}),
+        enabled: true,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn device_entry(d: &Device, kind: ActivityType) -> AuditEntry {
+    AuditEntry::about_device(
+        d,
+        kind,
+        Actor::admin(),
+        NOW,
+        serde_json::json!({"name": d.name}),
+    )
+}
+
+async fn log_of(
+    store: &dyn Store,
+    env_id: &EnvironmentId,
+    filter: ActivityFilter,
+) -> Vec<AuditEntry> {
+    store
+        .list_activities(env_id, &filter, &Page::first(1000))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.entry)
+        .collect()
+}
+
+fn kinds(entries: &[AuditEntry]) -> Vec<ActivityType> {
+    entries.iter().map(|e| e.kind).collect()
+}
+
+/// Devices are created, read, listed per user, updated and deleted, each write with its audit
+/// entry; a device of an unknown user is `NotFound`, and deleting the user deletes its devices.
+pub async fn devices_crud_audited(store: &dyn Store) {
+    let s = seed(store).await;
+    let d = device(&s.env.id, &s.user.id);
+    store
+        .create_device(&d, &device_entry(&d, ActivityType::DeviceEnrolled))
+        .await
+        .unwrap();
+    assert_eq!(store.get_device(&s.env.id, &d.id).await.unwrap(), d);
+    let other = user(&s.env.id, "bob");
+    store.create_user(&other).await.unwrap();
+    let bobs = device(&s.env.id, &other.id);
+    store
+        .create_device(&bobs, &device_entry(&bobs, ActivityType::DeviceEnrolled))
+        .await
+        .unwrap();
+    let listed = store
+        .list_devices(&s.env.id, &s.user.id, &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec![d.clone()]);
+    assert_eq!(listed.total, 1);
+
+    let nobody = device(&s.env.id, &UserId::from(new_id()));
+    assert!(matches!(
+        store
+            .create_device(
+                &nobody,
+                &device_entry(&nobody, ActivityType::DeviceEnrolled)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Another environment does not see it.
+    let elsewhere = seed(store).await;
+    assert!(matches!(
+        store.get_device(&elsewhere.env.id, &d.id).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let updated = Device {
+        enabled: false,
+        name: "Old phone".into(),
+        updated_at: NOW.plus_secs(1),
+        ..d.clone()
+    };
+    store
+        .update_device(
+            &updated,
+            &device_entry(&updated, ActivityType::DeviceUpdated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_device(&s.env.id, &d.id).await.unwrap(), updated);
+    // Updating or deleting through the wrong user finds nothing, and logs nothing.
+    let wrong_user = Device {
+        user_id: other.id.clone(),
+        ..updated.clone()
+    };
+    assert!(matches!(
+        store
+            .update_device(
+                &wrong_user,
+                &device_entry(&wrong_user, ActivityType::DeviceUpdated)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .delete_device(
+                &s.env.id,
+                &other.id,
+                &d.id,
+                &device_entry(&d, ActivityType::DeviceDeleted)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .delete_device(
+            &s.env.id,
+            &s.user.id,
+            &d.id,
+            &device_entry(&d, ActivityType::DeviceDeleted),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_device(&s.env.id, &d.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let log = log_of(
+        store,
+        &s.env.id,
+        ActivityFilter {
+            user_id: Some(s.user.id.clone()),
+            ..ActivityFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        kinds(&log),
+        [
+            ActivityType::DeviceEnrolled,
+            ActivityType::DeviceUpdated,
+            ActivityType::DeviceDeleted
+        ]
+    );
+    assert_eq!(log[0].device_id.as_deref(), Some(d.id.as_str()));
+    assert_eq!(log[0].actor, Actor::admin());
+
+    store.delete_user(&s.env.id, &other.id).await.unwrap();
+    assert!(matches!(
+        store.get_device(&s.env.id, &bobs.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn enrollment(env_id: &EnvironmentId, user_id: &UserId, code_hash: &str) -> DeviceEnrollment {
+    DeviceEnrollment {
+        code_hash: code_hash.into(),
+        environment_id: env_id.clone(),
+        user_id: user_id.clone(),
+        created_at: NOW,
+        expires_at: NOW.plus_secs(600),
+    }
+}
+
+/// A code enrols one device, for the code's user whatever the device says, once; an expired or
+/// unknown code enrols nothing; a code of another environment is unknown.
+pub async fn device_enrollment_single_use(store: &dyn Store) {
+    let s = seed(store).await;
+    store
+        .create_enrollment(&enrollment(&s.env.id, &s.user.id, "hash-1"))
+        .await
+        .unwrap();
+    let d = device(&s.env.id, &UserId::from("placeholder"));
+    let entry = device_entry(&d, ActivityType::DeviceEnrolled);
+    let got = store
+        .enroll_device("hash-1", &d, &entry, NOW.plus_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.user_id, s.user.id);
+    assert_eq!(store.get_device(&s.env.id, &d.id).await.unwrap(), got);
+    let again = device(&s.env.id, &UserId::from("placeholder"));
+    assert!(matches!(
+        store
+            .enroll_device("hash-1", &again, &entry, NOW.plus_secs(2))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.get_device(&s.env.id, &again.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // Expired at its expiry.
+    store
+        .create_enrollment(&enrollment(&s.env.id, &s.user.id, "hash-2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .enroll_device("hash-2", &again, &entry, NOW.plus_secs(600))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Another environment's code.
+    let other = seed(store).await;
+    store
+        .create_enrollment(&enrollment(&other.env.id, &other.user.id, "hash-3"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.enroll_device("hash-3", &again, &entry, NOW).await,
+        Err(StoreError::NotFound)
+    ));
+    // A code for a user that does not exist is refused.
+    assert!(matches!(
+        store
+            .create_enrollment(&enrollment(&s.env.id, &UserId::from(new_id()), "hash-4"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let log = log_of(store, &s.env.id, ActivityFilter::default()).await;
+    assert_eq!(kinds(&log), [ActivityType::DeviceEnrolled]);
+    assert_eq!(log[0].user_id.as_ref(), Some(&s.user.id));
+}
+
+/// Ten enrolments racing with one code: exactly one device is registered.
+pub async fn device_enrollment_concurrently(store: Arc<dyn Store>) {
+    let s = seed(store.as_ref()).await;
+    store
+        .create_enrollment(&enrollment(&s.env.id, &s.user.id, "race"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let d = device(&s.env.id, &UserId::from("placeholder"));
+            tokio::spawn(async move {
+                let entry = device_entry(&d, ActivityType::DeviceEnrolled);
+                store.enroll_device("race", &d, &entry, NOW).await.is_ok()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    let listed = store
+        .list_devices(&s.env.id, &s.user.id, &Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+}
+
+/// The audit entries a transition carries are written with it, in order, and not when it
+/// loses: an admission, a decision (and a losing second one), a redemption, an expiry.
+pub async fn audit_entries_written_with_their_transition(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let t = ciba::decide(&req, decision(DecisionOutcome::Approve), NOW)
+        .unwrap()
+        .correlated("corr-1");
+    assert_eq!(store.apply(&t).await.unwrap(), Applied::Won);
+    // A second decision judged on the same read loses, and logs nothing.
+    let late = ciba::decide(&req, decision(DecisionOutcome::Deny), NOW).unwrap();
+    assert_eq!(store.apply(&late).await.unwrap(), Applied::Lost);
+    let approved = store
+        .get_ciba_request(&s.env.id, &req.auth_req_id)
+        .await
+        .unwrap();
+    let tokens = IssuedTokens {
+        access_token: access_token(&approved),
+        refresh_token: None,
+    };
+    let at = NOW.plus_secs(1);
+    assert_eq!(
+        store
+            .apply(&ciba::redeem(&approved, tokens, at))
+            .await
+            .unwrap(),
+        Applied::Won
+    );
+    let expiring = s.pending(store).await;
+    let t = ciba::expire(&expiring, expiring.expires_at).unwrap();
+    assert_eq!(store.apply(&t).await.unwrap(), Applied::Won);
+    assert_eq!(store.apply(&t).await.unwrap(), Applied::Lost);
+
+    let log = log_of(
+        store,
+        &s.env.id,
+        ActivityFilter {
+            auth_req_id: Some(req.auth_req_id.clone()),
+            ..ActivityFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        kinds(&log),
+        [
+            ActivityType::RequestCreated,
+            ActivityType::RequestApproved,
+            ActivityType::TokensIssued
+        ]
+    );
+    assert_eq!(log[1].correlation_id.as_deref(), Some("corr-1"));
+    assert_eq!(log[1].channel, Some(DecisionChannel::Web));
+    assert_eq!(
+        log[1].actor,
+        Actor::new(ActorType::User, Some(s.user.id.to_string()))
+    );
+    assert_eq!(
+        log[0].actor,
+        Actor::new(ActorType::Client, Some(s.app.id.to_string()))
+    );
+    assert_eq!(log[0].user_id.as_ref(), Some(&s.user.id));
+    assert_eq!(log[0].application_id.as_ref(), Some(&s.app.id));
+    let log = log_of(
+        store,
+        &s.env.id,
+        ActivityFilter {
+            auth_req_id: Some(expiring.auth_req_id.clone()),
+            ..ActivityFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        kinds(&log),
+        [ActivityType::RequestCreated, ActivityType::RequestExpired]
+    );
+    assert_eq!(log[1].actor, Actor::system());
+}
+
+/// Filters by request, user, type and time combine; pages are in append order, with a
+/// cursor; a malformed cursor is refused.
+pub async fn audit_log_filters_and_pages(store: &dyn Store) {
+    let s = seed(store).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut req = s.request();
+        req.created_at = NOW.plus_secs(i);
+        insert(store, &req).await.unwrap();
+        ids.push(req.auth_req_id);
+    }
+    let all = log_of(store, &s.env.id, ActivityFilter::default()).await;
+    assert_eq!(all.len(), 5);
+    let order: Vec<_> = all.iter().map(|e| e.auth_req_id.clone().unwrap()).collect();
+    assert_eq!(order, ids, "append order");
+    let between = log_of(
+        store,
+        &s.env.id,
+        ActivityFilter {
+            since: Some(NOW.plus_secs(1)),
+            until: Some(NOW.plus_secs(3)),
+            ..ActivityFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(between.len(), 2);
+    let none = log_of(
+        store,
+        &s.env.id,
+        ActivityFilter {
+            kind: Some(ActivityType::TokensIssued),
+            ..ActivityFilter::default()
+        },
+    )
+    .await;
+    assert!(none.is_empty());
+    let first = store
+        .list_activities(&s.env.id, &ActivityFilter::default(), &Page::first(2))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.total, 5);
+    let second = store
+        .list_activities(
+            &s.env.id,
+            &ActivityFilter::default(),
+            &Page {
+                limit: 2,
+                cursor: first.next.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].entry.auth_req_id.as_ref(), Some(&ids[2]));
+    assert!(second.items[0].seq > first.items[1].seq);
+    assert!(matches!(
+        store
+            .list_activities(
+                &s.env.id,
+                &ActivityFilter::default(),
+                &Page {
+                    limit: 2,
+                    cursor: Some("garbage".into())
+                }
+            )
+            .await,
+        Err(StoreError::Corrupt(_))
+    ));
+    // Other environments' entries are not listed.
+    let other = seed(store).await;
+    assert!(
+        log_of(store, &other.env.id, ActivityFilter::default())
+            .await
+            .is_empty()
+    );
+}
+
+/// A device is told of a request once in the log however often it fetches it.
+pub async fn device_notified_once(store: &dyn Store) {
+    let s = seed(store).await;
+    let req = s.pending(store).await;
+    let d = device(&s.env.id, &s.user.id);
+    let entry = || AuditEntry {
+        device_id: Some(d.id.clone()),
+        ..AuditEntry::about_request(
+            &req,
+            ActivityType::DeviceNotified,
+            Actor::new(ActorType::Device, Some(d.id.clone())),
+            Some(DecisionChannel::Device),
+            NOW,
+            serde_json::json!({}),
+        )
+    };
+    assert!(store.record_device_notified(&entry()).await.unwrap());
+    assert!(!store.record_device_notified(&entry()).await.unwrap());
+    let other = AuditEntry {
+        device_id: Some("another".into()),
+        ..entry()
+    };
+    assert!(store.record_device_notified(&other).await.unwrap());
+    let log = log_of(
+        store,
+        &s.env.id,
+        ActivityFilter {
+            kind: Some(ActivityType::DeviceNotified),
+            ..ActivityFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(log.len(), 2);
+}
+
+/// A user's pending requests exclude decided and expired ones and other users'; the sweep's
+/// read finds requests still stored PENDING that expired in its window, and not once marked.
+pub async fn pending_for_user_and_expired_pending(store: &dyn Store) {
+    let s = seed(store).await;
+    let pending = s.pending(store).await;
+    let _approved = s.approved(store).await;
+    let bob = user(&s.env.id, "bob");
+    store.create_user(&bob).await.unwrap();
+    let mut bobs = s.request();
+    bobs.user_id = bob.id.clone();
+    insert(store, &bobs).await.unwrap();
+    let got = store
+        .pending_for_user(&s.env.id, &s.user.id, NOW, 100)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].auth_req_id, pending.auth_req_id);
+    assert!(
+        store
+            .pending_for_user(&s.env.id, &s.user.id, pending.expires_at, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let at = pending.expires_at;
+    let expired = store.expired_pending(NOW, at, 10_000).await.unwrap();
+    let ids: Vec<_> = expired
+        .iter()
+        .filter(|r| r.environment_id == s.env.id)
+        .map(|r| r.auth_req_id.clone())
+        .collect();
+    assert!(ids.contains(&pending.auth_req_id) && ids.contains(&bobs.auth_req_id));
+    assert_eq!(ids.len(), 2, "the approved request is not pending");
+    // Not yet expired at `at - 1`, and outside the window after `at`.
+    assert!(
+        store
+            .expired_pending(NOW, at.plus_millis(-1), 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.environment_id != s.env.id)
+    );
+    let t = ciba::expire(&pending, at).unwrap();
+    store.apply(&t).await.unwrap();
+    let again = store.expired_pending(NOW, at, 10_000).await.unwrap();
+    assert!(!again.iter().any(|r| r.auth_req_id == pending.auth_req_id));
 }
