@@ -15,6 +15,8 @@ use serde_json::Value;
 mod bench;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/device.rs"]
+mod device;
 
 const BIN: &str = env!("CARGO_BIN_EXE_assent");
 

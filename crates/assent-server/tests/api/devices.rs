@@ -729,7 +729,10 @@ async fn a_signed_approval_in_production_gives_tokens_with_hwk_amr_and_an_audit_
     let next = next.strip_prefix(PUBLIC_URL).unwrap();
     let r2 = h.admin(Method::GET, next, None).await;
     // The environment's log: the device's registration, then the flow.
-    assert_eq!(r.body["_embedded"]["activities"][0]["type"], "DEVICE_ENROLLED");
+    assert_eq!(
+        r.body["_embedded"]["activities"][0]["type"],
+        "DEVICE_ENROLLED"
+    );
     assert_eq!(
         r2.body["_embedded"]["activities"][0]["type"],
         "DEVICE_NOTIFIED"
