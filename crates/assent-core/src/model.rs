@@ -291,6 +291,8 @@ wire_enum!(
         RequestExpired => "REQUEST_EXPIRED",
         TokensIssued => "TOKENS_ISSUED",
         DeviceEnrolled => "DEVICE_ENROLLED",
+        DeviceDisabled => "DEVICE_DISABLED",
+        DeviceEnabled => "DEVICE_ENABLED",
         DeviceUpdated => "DEVICE_UPDATED",
         DeviceDeleted => "DEVICE_DELETED",
     }

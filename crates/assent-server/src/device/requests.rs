@@ -131,6 +131,11 @@ pub async fn list(
     let mut wake = state
         .store
         .subscribe(&WakeKey::user(&env_id, &device.user_id));
+    if wait > 0 {
+        // A disable committed between the authentication and the subscription woke nobody:
+        // look once more now that later ones will.
+        still_enabled(&state, &device).await?;
+    }
     loop {
         let now = state.now();
         let pending = state

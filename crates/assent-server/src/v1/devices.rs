@@ -2,7 +2,8 @@
 //! device keys registered by an administrator, and one-time codes with which a device enrols
 //! itself (`POST /{envId}/device/enroll`). `/v1/environments/{envId}/deviceEnrollments` with
 //! `{"userId"}` creates the same code. Every change is audited (`DEVICE_ENROLLED`,
-//! `DEVICE_UPDATED`, `DEVICE_DELETED`) in its own transaction, and wakes the user's held
+//! `DEVICE_DISABLED`, `DEVICE_ENABLED`, `DEVICE_UPDATED`, `DEVICE_DELETED`) in its own
+//! transaction, and wakes the user's held
 //! device calls, so a disabled or deleted device is refused and its event stream closed at
 //! once.
 
@@ -187,9 +188,15 @@ async fn update(
     }
     let now = state.now();
     device.updated_at = now;
+    // Disabling and enabling are what the log is read for; a rename alone is an update.
+    let kind = match (before.0, device.enabled) {
+        (true, false) => ActivityType::DeviceDisabled,
+        (false, true) => ActivityType::DeviceEnabled,
+        _ => ActivityType::DeviceUpdated,
+    };
     let audit = correlated(AuditEntry::about_device(
         &device,
-        ActivityType::DeviceUpdated,
+        kind,
         Actor::admin(),
         now,
         json!({

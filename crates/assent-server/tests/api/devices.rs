@@ -89,6 +89,14 @@ struct Dev {
     alg: &'static str,
 }
 
+/// Awaits `fut`, failing the test instead of hanging it when something that should happen
+/// never does (a guard against a lost wake-up, not a timing assertion: the bound is generous).
+async fn eventually<T>(fut: impl std::future::Future<Output = T>, what: &str) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), fut)
+        .await
+        .unwrap_or_else(|_| panic!("never happened: {what}"))
+}
+
 fn now_secs(h: &Harness) -> i64 {
     h.state.now().secs()
 }
@@ -338,7 +346,7 @@ async fn devices_are_registered_listed_updated_and_deleted_with_their_keys_check
         [
             "DEVICE_ENROLLED",
             "DEVICE_ENROLLED",
-            "DEVICE_UPDATED",
+            "DEVICE_DISABLED",
             "DEVICE_DELETED"
         ]
     );
@@ -954,7 +962,10 @@ async fn a_held_long_poll_answers_when_a_request_is_made_and_not_before() {
         "the long poll is held while nothing is pending"
     );
     let id = start_with(&h, &client, Some("Hello")).await;
-    let response = held.await.unwrap().unwrap();
+    let response = eventually(held, "the held poll answers the new request")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = serde_json::from_slice(
         &axum::body::to_bytes(response.into_body(), 1 << 20)
@@ -988,7 +999,10 @@ async fn a_held_long_poll_answers_when_a_request_is_made_and_not_before() {
         h.clock.advance_secs(1);
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
-    let response = held.await.unwrap().unwrap();
+    let response = eventually(held, "the hold ends after wait")
+        .await
+        .unwrap()
+        .unwrap();
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap();
@@ -1008,12 +1022,23 @@ async fn a_held_long_poll_answers_when_a_request_is_made_and_not_before() {
         Some(json!({"enabled": false})),
     )
     .await;
-    let response = held.await.unwrap().unwrap();
+    let response = eventually(held, "the disabled device's held poll ends")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// Reads SSE frames from `body` until one whose `event:` is `kind` (or the stream ends).
 async fn next_event(
+    frames: &mut (impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
+    buffer: &mut String,
+    kind: &str,
+) -> Option<(Option<String>, Value)> {
+    eventually(next_event_unbounded(frames, buffer, kind), "the next event").await
+}
+
+async fn next_event_unbounded(
     frames: &mut (impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
     buffer: &mut String,
     kind: &str,

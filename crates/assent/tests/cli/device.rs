@@ -92,11 +92,22 @@ struct Production {
 /// device with `assent device enroll`: the key file is 0600, the code is single use, and the
 /// device has no pending request yet. The key file goes into a new directory `keys`.
 fn production(dir: &Path, keys: &str, server: &Running, seen: &mut Seen) -> Production {
+    environment(dir, keys, server, seen, "PRODUCTION")
+}
+
+/// As [`production`], in an environment of `env_type`.
+fn environment(
+    dir: &Path,
+    keys: &str,
+    server: &Running,
+    seen: &mut Seen,
+    env_type: &str,
+) -> Production {
     let env = seen
         .admin(
             dir,
             server,
-            &["env", "create", "--name", "Shop", "--type", "PRODUCTION"],
+            &["env", "create", "--name", "Shop", "--type", env_type],
         )
         .trim()
         .to_owned();
@@ -324,10 +335,21 @@ async fn activity_types(dir: &Path, server: &Running, env: &str, id: &str) -> Ve
 
 #[tokio::test(flavor = "multi_thread")]
 async fn device_enrols_and_approves_a_production_request_with_listen() {
-    let dir = temp_dir("device-listen");
+    listen_and_approve("PRODUCTION").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_enrols_and_approves_a_sandbox_request_with_listen() {
+    listen_and_approve("SANDBOX").await;
+}
+
+/// Enrol, `listen --once`, approve at the prompt, redeem: in an environment of `env_type`.
+async fn listen_and_approve(env_type: &str) {
+    let name = format!("device-listen-{}", env_type.to_ascii_lowercase());
+    let dir = temp_dir(&name);
     let mut server = serve(&dir, free_port());
     let mut seen = Seen::default();
-    let p = production(&dir, "device-listen-keys", &server, &mut seen);
+    let p = environment(&dir, &format!("{name}-keys"), &server, &mut seen, env_type);
 
     // The listener waits for requests; its answers come from a pipe.
     let mut listener = command()
