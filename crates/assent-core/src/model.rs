@@ -290,6 +290,7 @@ wire_enum!(
         RequestCancelled => "REQUEST_CANCELLED",
         RequestExpired => "REQUEST_EXPIRED",
         TokensIssued => "TOKENS_ISSUED",
+        EnrollmentCodeCreated => "ENROLLMENT_CODE_CREATED",
         DeviceEnrolled => "DEVICE_ENROLLED",
         DeviceDisabled => "DEVICE_DISABLED",
         DeviceEnabled => "DEVICE_ENABLED",

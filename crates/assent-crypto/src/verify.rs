@@ -488,7 +488,14 @@ pub fn device_public_key(jwk: &Value, kid: &str) -> Result<(SigningAlg, Value), 
         KeyData::Ec {
             curve: Curve::P256, ..
         } => (SigningAlg::ES256, ["kty", "crv", "x", "y"].as_slice()),
-        KeyData::Ed25519 { .. } => (SigningAlg::EdDSA, ["kty", "crv", "x"].as_slice()),
+        KeyData::Ed25519 { x } => {
+            if ed25519_weak(x) {
+                return Err(CryptoError::Malformed(
+                    "the Ed25519 key is a small-order or non-canonical point".into(),
+                ));
+            }
+            (SigningAlg::EdDSA, ["kty", "crv", "x"].as_slice())
+        }
         KeyData::Ec { .. } | KeyData::Rsa { .. } => return Err(unsupported()),
     };
     if !key.alg_member_fits(alg) {
@@ -507,6 +514,35 @@ pub fn device_public_key(jwk: &Value, kid: &str) -> Result<(SigningAlg, Value), 
     stored.insert("alg".into(), alg.as_str().into());
     stored.insert("use".into(), "sig".into());
     Ok((alg, Value::Object(stored)))
+}
+
+/// An Ed25519 public key that cofactorless verification cannot be trusted with: a point of
+/// small order (identity, order 2, 4 or 8: signatures over many messages verify without the
+/// private key) or a non-canonical encoding (y ≥ p). `x` is the 32-byte encoding; the sign
+/// bit is ignored, so both signs of each point are refused.
+fn ed25519_weak(x: &[u8]) -> bool {
+    let Ok(mut y) = <[u8; 32]>::try_from(x) else {
+        return true;
+    };
+    y[31] &= 0x7f;
+    // y = 0 (order 4), y = 1 (the identity), y = p - 1 (order 2), and the two y of order 8.
+    let mut small: [[u8; 32]; 5] = [[0; 32], [0; 32], [0xff; 32], [0; 32], [0; 32]];
+    small[1][0] = 1;
+    small[2][0] = 0xec;
+    small[2][31] = 0x7f;
+    small[3] = [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ];
+    small[4] = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ];
+    // y ≥ p = 2^255 - 19: little-endian 0xed..0xff, then thirty 0xff, then 0x7f.
+    let non_canonical = y[0] >= 0xed && y[1..31].iter().all(|b| *b == 0xff) && y[31] == 0x7f;
+    non_canonical || small.contains(&y)
 }
 
 impl JwkSet {

@@ -829,4 +829,21 @@ fn device_keys_are_es256_or_eddsa_public_keys_only() {
     enc["use"] = json!("enc");
     assert!(refuse(&enc).contains("use"));
     assert!(refuse(&json!("not an object")).contains("object"));
+    // Small-order and non-canonical Ed25519 points (either sign).
+    let ed = |bytes: [u8; 32]| json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&bytes)});
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut order8 = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ];
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    for weak in [identity, [0u8; 32], order8, p] {
+        assert!(refuse(&ed(weak)).contains("small-order"), "{weak:?}");
+    }
+    order8[31] |= 0x80;
+    assert!(refuse(&ed(order8)).contains("small-order"));
 }

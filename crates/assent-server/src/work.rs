@@ -83,12 +83,18 @@ async fn run(
     let mut swept_to = state
         .now()
         .plus_secs(-assent_core::ciba::EXPIRED_ANSWERABLE_SECS);
+    let mut next_sweep = Timestamp(i64::MIN);
     loop {
         while let Ok(request) = requests.try_recv() {
             answered_by_next_pass.push(request);
         }
         let now = state.now();
-        swept_to = sweep_expired(&state, swept_to, now).await;
+        // At most once per re-check interval, however often the worker is woken (and at once
+        // when a pass was asked for: tests, and shutdown's last pass).
+        if now >= next_sweep || !answered_by_next_pass.is_empty() {
+            swept_to = sweep_expired(&state, swept_to, now).await;
+            next_sweep = now.plus_millis(RECHECK_MS);
+        }
         let next_look = pass(&state, &worker, now).await;
         for request in answered_by_next_pass.drain(..) {
             let _ = request.send(());
@@ -118,8 +124,12 @@ async fn run(
 /// concurrently, so the writer commits them together).
 pub const SWEEP_BATCH: u32 = 256;
 /// How far back each sweep looks again (other nodes' clocks, requests being admitted while
-/// the previous sweep read): cheap, as requests no longer pending are skipped by the read.
-const SWEEP_OVERLAP_MS: i64 = 60_000;
+/// the previous sweep read). The read walks the expiry index over this window, requests no
+/// longer pending included, so it is kept short.
+const SWEEP_OVERLAP_MS: i64 = 5_000;
+/// The most batches one sweep takes (a backlog after a restart is worked off over several
+/// passes, so scheduled work and shutdown are not kept waiting).
+const SWEEP_MAX_BATCHES: usize = 40;
 
 /// Marks every request that expired undecided by `now` (expiry after `after`) through
 /// `ciba::expire`, which writes its audit entry (and, with issue #10, its notifications) once
@@ -127,7 +137,10 @@ const SWEEP_OVERLAP_MS: i64 = 60_000;
 /// sweep starts.
 async fn sweep_expired(state: &AppState, after: Timestamp, now: Timestamp) -> Timestamp {
     let mut after = after;
-    loop {
+    for _ in 0..SWEEP_MAX_BATCHES {
+        if state.shutdown.is_cancelled() {
+            return after;
+        }
         let expired = match state.store.expired_pending(after, now, SWEEP_BATCH).await {
             Ok(e) => e,
             Err(e) => {
@@ -153,6 +166,7 @@ async fn sweep_expired(state: &AppState, after: Timestamp, now: Timestamp) -> Ti
         // A full batch: more may share the last expiry; those marked are skipped next read.
         after = last.expires_at.plus_millis(-1);
     }
+    after
 }
 
 /// Runs everything claimable at `now`, batch after batch. Returns when work is next due.

@@ -761,8 +761,13 @@ impl<S: Store + ?Sized> DeviceStore for CachedStore<S> {
         self.inner.list_devices(env_id, user_id, page).await
     }
 
-    async fn update_device(&self, device: &Device, audit: &AuditEntry) -> StoreResult<()> {
-        self.inner.update_device(device, audit).await
+    async fn update_device(
+        &self,
+        read: &Device,
+        device: &Device,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        self.inner.update_device(read, device, audit).await
     }
 
     async fn delete_device(
@@ -775,8 +780,12 @@ impl<S: Store + ?Sized> DeviceStore for CachedStore<S> {
         self.inner.delete_device(env_id, user_id, id, audit).await
     }
 
-    async fn create_enrollment(&self, enrollment: &DeviceEnrollment) -> StoreResult<()> {
-        self.inner.create_enrollment(enrollment).await
+    async fn create_enrollment(
+        &self,
+        enrollment: &DeviceEnrollment,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        self.inner.create_enrollment(enrollment, audit).await
     }
 
     async fn enroll_device(

@@ -342,8 +342,16 @@ pub trait DeviceStore: Send + Sync {
         page: &Page,
     ) -> StoreResult<ListPage<Device>>;
     /// Stores `device`'s name, `enabled` and `updated_at` (the key and user never change) and
-    /// appends `audit`. `NotFound` when the device (of that user) is gone.
-    async fn update_device(&self, device: &Device, audit: &AuditEntry) -> StoreResult<()>;
+    /// appends `audit`, if the stored device still has the name and `enabled` of `read` (a
+    /// compare-and-set: a concurrent change is never overwritten). `Ok(false)`, nothing
+    /// written, when it changed meanwhile (read again, apply again); `NotFound` when the
+    /// device (of that user) is gone.
+    async fn update_device(
+        &self,
+        read: &Device,
+        device: &Device,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     /// Deletes the device of `user_id` and appends `audit`. `NotFound` when it is gone.
     async fn delete_device(
         &self,
@@ -352,13 +360,20 @@ pub trait DeviceStore: Send + Sync {
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<()>;
-    /// Stores an enrolment code (its hash). `NotFound` when its user does not exist.
-    async fn create_enrollment(&self, enrollment: &DeviceEnrollment) -> StoreResult<()>;
+    /// Stores an enrolment code (its hash) and appends `audit`. `NotFound` when its user does
+    /// not exist.
+    async fn create_enrollment(
+        &self,
+        enrollment: &DeviceEnrollment,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
     /// Uses the enrolment code whose SHA-256 is `code_hash`, if it is unused and unexpired at
-    /// `now`, and registers `device` for the code's user, in one transaction: the code is
+    /// `now` and its user is enabled, and registers `device` for the code's user, in one
+    /// transaction: the code is
     /// deleted, the device stored with the code's user (whatever `device.user_id` says), and
     /// `audit` appended with that user. Of concurrent enrolments with one code exactly one
-    /// succeeds. `NotFound` when there is no such code (unknown, used or expired).
+    /// succeeds. `NotFound` when there is no such code (unknown, used, expired, or its user
+    /// disabled).
     async fn enroll_device(
         &self,
         code_hash: &str,

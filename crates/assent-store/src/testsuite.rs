@@ -4113,13 +4113,31 @@ pub async fn devices_crud_audited(store: &dyn Store) {
         updated_at: NOW.plus_secs(1),
         ..d.clone()
     };
-    store
-        .update_device(
-            &updated,
-            &device_entry(&updated, ActivityType::DeviceUpdated),
-        )
-        .await
-        .unwrap();
+    assert!(
+        store
+            .update_device(
+                &d,
+                &updated,
+                &device_entry(&updated, ActivityType::DeviceUpdated)
+            )
+            .await
+            .unwrap()
+    );
+    // A change judged on a stale read is not written (compare-and-set), and logs nothing.
+    let stale = Device {
+        enabled: true,
+        ..d.clone()
+    };
+    assert!(
+        !store
+            .update_device(
+                &d,
+                &stale,
+                &device_entry(&stale, ActivityType::DeviceEnabled)
+            )
+            .await
+            .unwrap()
+    );
     assert_eq!(store.get_device(&s.env.id, &d.id).await.unwrap(), updated);
     // Updating or deleting through the wrong user finds nothing, and logs nothing.
     let wrong_user = Device {
@@ -4129,6 +4147,7 @@ pub async fn devices_crud_audited(store: &dyn Store) {
     assert!(matches!(
         store
             .update_device(
+                &updated,
                 &wrong_user,
                 &device_entry(&wrong_user, ActivityType::DeviceUpdated)
             )
@@ -4186,6 +4205,23 @@ pub async fn devices_crud_audited(store: &dyn Store) {
     ));
 }
 
+fn code_entry(e: &DeviceEnrollment) -> AuditEntry {
+    AuditEntry {
+        id: new_id(),
+        environment_id: e.environment_id.clone(),
+        kind: ActivityType::EnrollmentCodeCreated,
+        at: e.created_at,
+        auth_req_id: None,
+        user_id: Some(e.user_id.clone()),
+        application_id: None,
+        device_id: None,
+        actor: Actor::admin(),
+        channel: None,
+        correlation_id: None,
+        details: serde_json::json!({}),
+    }
+}
+
 fn enrollment(env_id: &EnvironmentId, user_id: &UserId, code_hash: &str) -> DeviceEnrollment {
     DeviceEnrollment {
         code_hash: code_hash.into(),
@@ -4201,7 +4237,10 @@ fn enrollment(env_id: &EnvironmentId, user_id: &UserId, code_hash: &str) -> Devi
 pub async fn device_enrollment_single_use(store: &dyn Store) {
     let s = seed(store).await;
     store
-        .create_enrollment(&enrollment(&s.env.id, &s.user.id, "hash-1"))
+        .create_enrollment(
+            &enrollment(&s.env.id, &s.user.id, "hash-1"),
+            &code_entry(&enrollment(&s.env.id, &s.user.id, "hash-1")),
+        )
         .await
         .unwrap();
     let d = device(&s.env.id, &UserId::from("placeholder"));
@@ -4225,7 +4264,10 @@ pub async fn device_enrollment_single_use(store: &dyn Store) {
     ));
     // Expired at its expiry.
     store
-        .create_enrollment(&enrollment(&s.env.id, &s.user.id, "hash-2"))
+        .create_enrollment(
+            &enrollment(&s.env.id, &s.user.id, "hash-2"),
+            &code_entry(&enrollment(&s.env.id, &s.user.id, "hash-2")),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -4237,7 +4279,10 @@ pub async fn device_enrollment_single_use(store: &dyn Store) {
     // Another environment's code.
     let other = seed(store).await;
     store
-        .create_enrollment(&enrollment(&other.env.id, &other.user.id, "hash-3"))
+        .create_enrollment(
+            &enrollment(&other.env.id, &other.user.id, "hash-3"),
+            &code_entry(&enrollment(&other.env.id, &other.user.id, "hash-3")),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -4245,22 +4290,50 @@ pub async fn device_enrollment_single_use(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
     // A code for a user that does not exist is refused.
+    let nobody = enrollment(&s.env.id, &UserId::from(new_id()), "hash-4");
     assert!(matches!(
-        store
-            .create_enrollment(&enrollment(&s.env.id, &UserId::from(new_id()), "hash-4"))
-            .await,
+        store.create_enrollment(&nobody, &code_entry(&nobody)).await,
+        Err(StoreError::NotFound)
+    ));
+    // Not for a disabled user.
+    store
+        .create_enrollment(
+            &enrollment(&s.env.id, &s.user.id, "hash-5"),
+            &code_entry(&enrollment(&s.env.id, &s.user.id, "hash-5")),
+        )
+        .await
+        .unwrap();
+    let disabled = User {
+        enabled: false,
+        ..s.user.clone()
+    };
+    store.update_user(&disabled).await.unwrap();
+    assert!(matches!(
+        store.enroll_device("hash-5", &again, &entry, NOW).await,
         Err(StoreError::NotFound)
     ));
     let log = log_of(store, &s.env.id, ActivityFilter::default()).await;
-    assert_eq!(kinds(&log), [ActivityType::DeviceEnrolled]);
-    assert_eq!(log[0].user_id.as_ref(), Some(&s.user.id));
+    let enrolled: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == ActivityType::DeviceEnrolled)
+        .collect();
+    assert_eq!(enrolled.len(), 1);
+    assert_eq!(enrolled[0].user_id.as_ref(), Some(&s.user.id));
+    // Each code created is in the log, for its user.
+    let codes = log
+        .iter()
+        .filter(|e| e.kind == ActivityType::EnrollmentCodeCreated)
+        .count();
+    assert_eq!(codes, 3);
 }
 
-/// Ten enrolments racing with one code: exactly one device is registered.
 pub async fn device_enrollment_concurrently(store: Arc<dyn Store>) {
     let s = seed(store.as_ref()).await;
     store
-        .create_enrollment(&enrollment(&s.env.id, &s.user.id, "race"))
+        .create_enrollment(
+            &enrollment(&s.env.id, &s.user.id, "race"),
+            &code_entry(&enrollment(&s.env.id, &s.user.id, "race")),
+        )
         .await
         .unwrap();
     let tasks: Vec<_> = (0..10)

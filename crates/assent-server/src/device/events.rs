@@ -61,6 +61,9 @@ struct Feed {
     queue: VecDeque<Event>,
     started: bool,
     done: bool,
+    /// The correlation id of the call that opened the stream (its body is sent after the
+    /// request's scope ended), for the `DEVICE_NOTIFIED` entries it causes.
+    correlation_id: String,
 }
 
 impl Feed {
@@ -104,7 +107,14 @@ impl Feed {
             }
             to_send.push(req);
         }
-        let views = shown(&self.state, &self.device, &to_send, now).await?;
+        let views = shown(
+            &self.state,
+            &self.device,
+            &to_send,
+            now,
+            &self.correlation_id,
+        )
+        .await?;
         for (req, view) in to_send.iter().zip(views) {
             self.queue.push_back(
                 Event::default()
@@ -166,6 +176,7 @@ pub async fn events(
         queue: VecDeque::new(),
         started: false,
         done: false,
+        correlation_id: crate::correlation::current().to_string(),
     };
     let stream = futures_util::stream::unfold(feed, Feed::next);
     let keep_alive = KeepAlive::new()

@@ -55,16 +55,33 @@ fn parse_wait(query: Option<&str>) -> Result<i64, DeviceError> {
     Ok(wait)
 }
 
-/// A device disabled or deleted while its call was held is refused like any other call.
+/// A device (or its user) disabled or deleted while its call was held is refused like any
+/// other call.
 pub async fn still_enabled(deps: &Deps, device: &Device) -> Result<(), DeviceError> {
     match deps
         .store
         .get_device(&device.environment_id, &device.id)
         .await
     {
-        Ok(d) if d.enabled => Ok(()),
-        Ok(_) => Err(DeviceError::unauthenticated("the device was disabled")),
-        Err(StoreError::NotFound) => Err(DeviceError::unauthenticated("the device was deleted")),
+        Ok(d) if d.enabled => {}
+        Ok(_) => return Err(DeviceError::unauthenticated("the device was disabled")),
+        Err(StoreError::NotFound) => {
+            return Err(DeviceError::unauthenticated("the device was deleted"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    match deps
+        .store
+        .get_user(&device.environment_id, &device.user_id)
+        .await
+    {
+        Ok(u) if u.enabled => Ok(()),
+        Ok(_) => Err(DeviceError::unauthenticated(
+            "the device's user was disabled",
+        )),
+        Err(StoreError::NotFound) => Err(DeviceError::unauthenticated(
+            "the device's user was deleted",
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -85,6 +102,12 @@ impl Notified {
         }
         seen.insert((req.clone(), device.to_owned()))
     }
+
+    /// The entry could not be written: try again next time.
+    fn forget(&self, req: &AuthReqId, device: &str) {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.remove(&(req.clone(), device.to_owned()));
+    }
 }
 
 /// Records (once per request and device) that `device` was shown `reqs`, then renders them.
@@ -93,6 +116,7 @@ pub async fn shown(
     device: &Device,
     reqs: &[CibaRequest],
     now: Timestamp,
+    correlation_id: &str,
 ) -> Result<Vec<Value>, DeviceError> {
     let mut out = Vec::with_capacity(reqs.len());
     for req in reqs {
@@ -108,8 +132,11 @@ pub async fn shown(
                     json!({}),
                 )
             }
-            .with_correlation(&crate::correlation::current().to_string());
-            state.store.record_device_notified(&entry).await?;
+            .with_correlation(correlation_id);
+            if let Err(e) = state.store.record_device_notified(&entry).await {
+                state.notified.forget(&req.auth_req_id, &device.id);
+                return Err(e.into());
+            }
         }
         out.push(super::view(state, req).await?);
     }
@@ -143,7 +170,8 @@ pub async fn list(
             .pending_for_user(&env_id, &device.user_id, now, super::MAX_LISTED)
             .await?;
         if !pending.is_empty() || now >= deadline || state.shutdown.is_cancelled() {
-            let body = shown(&state, &device, &pending, now).await?;
+            let correlation_id = crate::correlation::current().to_string();
+            let body = shown(&state, &device, &pending, now, &correlation_id).await?;
             return Ok(no_store(Json(Value::Array(body))));
         }
         tokio::select! {

@@ -93,7 +93,7 @@ async fn list(
         .list_activities(&env_id, &filter, &page)
         .await
         .map_err(|e| match e {
-            assent_store::StoreError::Corrupt(_) => {
+            assent_store::StoreError::Corrupt(what) if what.contains("cursor") => {
                 ApiError::invalid("cursor", "The cursor is not valid.")
             }
             other => other.into(),

@@ -170,50 +170,64 @@ async fn update(
     Path((env_id, user_id, device_id)): Path<(EnvironmentId, UserId, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut device = load(&state, &env_id, &user_id, &device_id).await?;
     let obj = require_object(&body, UPDATE_FIELDS)?;
-    let before = (device.enabled, device.name.clone());
-    match bool_field(obj, "enabled")? {
-        Field::Value(e) => device.enabled = e,
+    let enabled = match bool_field(obj, "enabled")? {
+        Field::Value(e) => Some(e),
         Field::Null => return Err(ApiError::invalid("enabled", "enabled cannot be null.")),
-        Field::Absent => {}
-    }
-    match string_field(obj, "name")? {
+        Field::Absent => None,
+    };
+    let name = match string_field(obj, "name")? {
         Field::Value(n) => {
             check_device_name(&n).map_err(|m| ApiError::invalid("name", m))?;
-            device.name = n;
+            Some(n)
         }
         Field::Null => return Err(ApiError::invalid("name", "name cannot be null.")),
-        Field::Absent => {}
-    }
-    let now = state.now();
-    device.updated_at = now;
-    // Disabling and enabling are what the log is read for; a rename alone is an update.
-    let kind = match (before.0, device.enabled) {
-        (true, false) => ActivityType::DeviceDisabled,
-        (false, true) => ActivityType::DeviceEnabled,
-        _ => ActivityType::DeviceUpdated,
+        Field::Absent => None,
     };
-    let audit = correlated(AuditEntry::about_device(
-        &device,
-        kind,
-        Actor::admin(),
-        now,
-        json!({
-            "enabled": device.enabled,
-            "wasEnabled": before.0,
-            "name": device.name,
-        }),
-    ));
-    state
-        .store
-        .update_device(&device, &audit)
-        .await
-        .map_err(not_found_as("device"))?;
-    // Held long polls and event streams of this user re-check their device.
-    state.store.publish(&WakeKey::user(&env_id, &user_id));
-    tracing::info!(environment_id = %env_id, device_id = %device.id, enabled = device.enabled, "device updated");
-    Ok(Json(render(&device)))
+    // A compare-and-set on the device as read: a concurrent change (a disable while this
+    // renames) is read again and kept, never overwritten.
+    for _ in 0..8 {
+        let read = load(&state, &env_id, &user_id, &device_id).await?;
+        let now = state.now();
+        let device = Device {
+            enabled: enabled.unwrap_or(read.enabled),
+            name: name.clone().unwrap_or_else(|| read.name.clone()),
+            updated_at: now,
+            ..read.clone()
+        };
+        // Disabling and enabling are what the log is read for; a rename alone is an update.
+        let kind = match (read.enabled, device.enabled) {
+            (true, false) => ActivityType::DeviceDisabled,
+            (false, true) => ActivityType::DeviceEnabled,
+            _ => ActivityType::DeviceUpdated,
+        };
+        let audit = correlated(AuditEntry::about_device(
+            &device,
+            kind,
+            Actor::admin(),
+            now,
+            json!({
+                "enabled": device.enabled,
+                "wasEnabled": read.enabled,
+                "name": device.name,
+            }),
+        ));
+        if state
+            .store
+            .update_device(&read, &device, &audit)
+            .await
+            .map_err(not_found_as("device"))?
+        {
+            // Held long polls and event streams of this user re-check their device.
+            state.store.publish(&WakeKey::user(&env_id, &user_id));
+            tracing::info!(environment_id = %env_id, device_id = %device.id, enabled = device.enabled, "device updated");
+            return Ok(Json(render(&device)));
+        }
+    }
+    Err(ApiError::new(
+        crate::error::ApiErrorCode::RequestFailed,
+        "The device kept changing while it was updated; try again.",
+    ))
 }
 
 async fn delete(
@@ -254,9 +268,23 @@ async fn new_enrollment(
         created_at: now,
         expires_at: now.plus_secs(ENROLLMENT_CODE_LIFETIME_SECS),
     };
+    let audit = correlated(AuditEntry {
+        id: assent_core::new_id(),
+        environment_id: env_id.clone(),
+        kind: ActivityType::EnrollmentCodeCreated,
+        at: now,
+        auth_req_id: None,
+        user_id: Some(user_id.clone()),
+        application_id: None,
+        device_id: None,
+        actor: Actor::admin(),
+        channel: None,
+        correlation_id: None,
+        details: json!({ "expiresAt": enrollment.expires_at.to_rfc3339() }),
+    });
     state
         .store
-        .create_enrollment(&enrollment)
+        .create_enrollment(&enrollment, &audit)
         .await
         .map_err(not_found_as("user"))?;
     Ok((

@@ -341,6 +341,10 @@ async fn update(
         .update_user(&user)
         .await
         .map_err(not_found_as("user"))?;
+    // The user's held device calls re-check their user (a disabled user ends them).
+    state
+        .store
+        .publish(&assent_store::WakeKey::user(&env_id, &user_id));
     Ok(Json(render(&user)))
 }
 
@@ -354,6 +358,9 @@ async fn delete(
         .delete_user(&env_id, &user_id)
         .await
         .map_err(not_found_as("user"))?;
+    state
+        .store
+        .publish(&assent_store::WakeKey::user(&env_id, &user_id));
     Ok(StatusCode::NO_CONTENT)
 }
 

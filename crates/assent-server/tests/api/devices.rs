@@ -1182,3 +1182,62 @@ async fn a_request_that_expires_undecided_is_audited_once_by_the_sweep() {
     assert_eq!(r.body["status"], "EXPIRED");
     assert_eq!(h.poll(&client, &id).await.error(), "expired_token");
 }
+
+#[tokio::test]
+async fn disabling_the_user_ends_the_devices_held_calls_and_streams() {
+    let h = Harness::new().await;
+    let (client, user) = production(&h).await;
+    let env = client.env_id.to_string();
+    let dev = register(&h, &env, &user, SigningAlg::ES256).await;
+    let held = tokio::spawn(h.router.clone().oneshot(device_get(
+        &format!("/{env}/device/requests?wait=60"),
+        Some(format!("Device {}", dev.token(&h))),
+    )));
+    let stream = h
+        .router
+        .clone()
+        .oneshot(device_get(
+            &format!("/{env}/device/events"),
+            Some(format!("Device {}", dev.token(&h))),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut frames = stream.into_body().into_data_stream();
+    let mut buffer = String::new();
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    let r = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/environments/{env}/users/{user}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let response = eventually(held, "the disabled user's held poll ends")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        next_event(&mut frames, &mut buffer, "request")
+            .await
+            .is_none()
+    );
+    // An enrolment code of a disabled user enrols nothing.
+    let r = h
+        .admin(
+            Method::POST,
+            &format!("/v1/environments/{env}/users/{user}/deviceEnrollments"),
+            None,
+        )
+        .await;
+    let code = r.body["code"].as_str().unwrap().to_owned();
+    let r = enroll(&h, &env, &code, &Key::new(SigningAlg::ES256).public_jwk()).await;
+    assert_eq!(r.error(), "invalid_grant", "{}", r.text);
+    let log = activities(&h, &env, "type=ENROLLMENT_CODE_CREATED").await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["actor"]["type"], "ADMIN");
+}

@@ -87,15 +87,23 @@ impl DeviceStore for SqliteStore {
         list_page(&self.pool, spec, page).await
     }
 
-    async fn update_device(&self, device: &Device, audit: &AuditEntry) -> StoreResult<()> {
-        let (device, audit) = (device.clone(), audit.clone());
-        let found = self
+    async fn update_device(
+        &self,
+        read: &Device,
+        device: &Device,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let (read, device, audit) = (read.clone(), device.clone(), audit.clone());
+        let exists = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let gone = exists.clone();
+        let changed = self
             .writer
             .execute(move |conn| {
                 let changed = conn
                     .prepare_cached(
                         "UPDATE devices SET name = ?, enabled = ?, updated_at = ?
-                         WHERE environment_id = ? AND user_id = ? AND id = ?",
+                         WHERE environment_id = ? AND user_id = ? AND id = ?
+                           AND name = ? AND enabled = ?",
                     )
                     .and_then(|mut update| {
                         update.execute(params![
@@ -105,18 +113,40 @@ impl DeviceStore for SqliteStore {
                             device.environment_id.as_str(),
                             device.user_id.as_str(),
                             device.id,
+                            read.name,
+                            read.enabled,
                         ])
                     })
                     .map_err(sql_err)?;
                 if changed == 0 {
+                    let still: Option<i64> = conn
+                        .prepare_cached(
+                            "SELECT 1 FROM devices
+                             WHERE environment_id = ? AND user_id = ? AND id = ?",
+                        )
+                        .and_then(|mut q| {
+                            q.query_row(
+                                params![
+                                    device.environment_id.as_str(),
+                                    device.user_id.as_str(),
+                                    device.id
+                                ],
+                                |row| row.get(0),
+                            )
+                            .optional()
+                        })
+                        .map_err(sql_err)?;
+                    gone.store(still.is_some(), std::sync::atomic::Ordering::SeqCst);
                     return Ok(false);
                 }
                 insert_entries(conn, std::slice::from_ref(&audit))?;
                 Ok(true)
             })
             .await?;
-        if found {
-            Ok(())
+        if changed {
+            Ok(true)
+        } else if exists.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(false)
         } else {
             Err(StoreError::NotFound)
         }
@@ -160,8 +190,8 @@ impl DeviceStore for SqliteStore {
         }
     }
 
-    async fn create_enrollment(&self, e: &DeviceEnrollment) -> StoreResult<()> {
-        let e = e.clone();
+    async fn create_enrollment(&self, e: &DeviceEnrollment, audit: &AuditEntry) -> StoreResult<()> {
+        let (e, audit) = (e.clone(), audit.clone());
         self.writer
             .execute(move |conn| {
                 conn.prepare_cached(
@@ -179,6 +209,7 @@ impl DeviceStore for SqliteStore {
                     ])
                 })
                 .map_err(sql_err)?;
+                insert_entries(conn, std::slice::from_ref(&audit))?;
                 Ok(true)
             })
             .await?;
@@ -204,7 +235,9 @@ impl DeviceStore for SqliteStore {
                 let user_id: Option<String> = conn
                     .prepare_cached(
                         "DELETE FROM device_enrollments
-                         WHERE environment_id = ? AND code_hash = ? AND expires_at > ?
+                         WHERE environment_id = ?1 AND code_hash = ?2 AND expires_at > ?3
+                           AND user_id IN
+                               (SELECT id FROM users WHERE environment_id = ?1 AND enabled)
                          RETURNING user_id",
                     )
                     .and_then(|mut take| {
