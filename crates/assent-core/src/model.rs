@@ -385,6 +385,32 @@ impl AuditEntry {
         self
     }
 
+    /// An entry about user `user_id` of `environment_id` and nothing more specific (an
+    /// enrolment code made for them).
+    pub fn about_user(
+        environment_id: &EnvironmentId,
+        user_id: &UserId,
+        kind: ActivityType,
+        actor: Actor,
+        at: Timestamp,
+        details: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: new_id(),
+            environment_id: environment_id.clone(),
+            kind,
+            at,
+            auth_req_id: None,
+            user_id: Some(user_id.clone()),
+            application_id: None,
+            device_id: None,
+            actor,
+            channel: None,
+            correlation_id: None,
+            details,
+        }
+    }
+
     /// An entry about `device` (enrolled, updated, deleted).
     pub fn about_device(
         device: &Device,
@@ -394,18 +420,15 @@ impl AuditEntry {
         details: serde_json::Value,
     ) -> AuditEntry {
         AuditEntry {
-            id: new_id(),
-            environment_id: device.environment_id.clone(),
-            kind,
-            at,
-            auth_req_id: None,
-            user_id: Some(device.user_id.clone()),
-            application_id: None,
             device_id: Some(device.id.clone()),
-            actor,
-            channel: None,
-            correlation_id: None,
-            details,
+            ..AuditEntry::about_user(
+                &device.environment_id,
+                &device.user_id,
+                kind,
+                actor,
+                at,
+                details,
+            )
         }
     }
 }

@@ -157,12 +157,11 @@ async fn sweep_expired(state: &AppState, after: Timestamp, now: Timestamp) -> Ti
             tracing::warn!(error = %e, "could not mark expired requests");
             return after;
         }
-        let Some(last) = expired.last() else {
+        let full = expired.len() == SWEEP_BATCH as usize;
+        let Some(last) = expired.last().filter(|_| full) else {
+            // All of them read: the next sweep starts a little before `now`.
             return after.max(now.plus_millis(-SWEEP_OVERLAP_MS));
         };
-        if expired.len() < SWEEP_BATCH as usize {
-            return after.max(now.plus_millis(-SWEEP_OVERLAP_MS));
-        }
         // A full batch: more may share the last expiry; those marked are skipped next read.
         after = last.expires_at.plus_millis(-1);
     }

@@ -4206,20 +4206,14 @@ pub async fn devices_crud_audited(store: &dyn Store) {
 }
 
 fn code_entry(e: &DeviceEnrollment) -> AuditEntry {
-    AuditEntry {
-        id: new_id(),
-        environment_id: e.environment_id.clone(),
-        kind: ActivityType::EnrollmentCodeCreated,
-        at: e.created_at,
-        auth_req_id: None,
-        user_id: Some(e.user_id.clone()),
-        application_id: None,
-        device_id: None,
-        actor: Actor::admin(),
-        channel: None,
-        correlation_id: None,
-        details: serde_json::json!({}),
-    }
+    AuditEntry::about_user(
+        &e.environment_id,
+        &e.user_id,
+        ActivityType::EnrollmentCodeCreated,
+        Actor::admin(),
+        e.created_at,
+        serde_json::json!({}),
+    )
 }
 
 fn enrollment(env_id: &EnvironmentId, user_id: &UserId, code_hash: &str) -> DeviceEnrollment {

@@ -61,6 +61,25 @@ pub async fn authenticate(
     Ok(verify(deps, env_id, jws, now).await?.device)
 }
 
+/// Step 2: `device` (as just read) is enabled, and its user exists and is enabled.
+pub async fn usable(deps: &Deps, device: &Device) -> Result<(), DeviceError> {
+    if !device.enabled {
+        return Err(DeviceError::unauthenticated("the device is disabled"));
+    }
+    match deps
+        .store
+        .get_user(&device.environment_id, &device.user_id)
+        .await
+    {
+        Ok(user) if user.enabled => Ok(()),
+        Ok(_) => Err(DeviceError::unauthenticated(
+            "the device's user is disabled",
+        )),
+        Err(StoreError::NotFound) => Err(DeviceError::unauthenticated("the device's user is gone")),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Verifies one device JWS (steps 1–5 above) and records its `jti` as used.
 pub async fn verify(
     deps: &Deps,
@@ -85,21 +104,7 @@ pub async fn verify(
         Err(StoreError::NotFound) => return Err(DeviceError::unauthenticated("unknown device")),
         Err(e) => return Err(e.into()),
     };
-    if !device.enabled {
-        return Err(DeviceError::unauthenticated("the device is disabled"));
-    }
-    match deps.store.get_user(env_id, &device.user_id).await {
-        Ok(user) if user.enabled => {}
-        Ok(_) => {
-            return Err(DeviceError::unauthenticated(
-                "the device's user is disabled",
-            ));
-        }
-        Err(StoreError::NotFound) => {
-            return Err(DeviceError::unauthenticated("the device's user is gone"));
-        }
-        Err(e) => return Err(e.into()),
-    }
+    usable(deps, &device).await?;
     let alg = SigningAlg::parse(device.algorithm.as_str())
         .ok_or_else(|| DeviceError::unauthenticated("the device's algorithm is unusable"))?;
     if header.alg != alg.as_str() {

@@ -56,32 +56,15 @@ fn parse_wait(query: Option<&str>) -> Result<i64, DeviceError> {
 }
 
 /// A device (or its user) disabled or deleted while its call was held is refused like any
-/// other call.
+/// other call: the device is read again and held to the same rules as at authentication.
 pub async fn still_enabled(deps: &Deps, device: &Device) -> Result<(), DeviceError> {
     match deps
         .store
         .get_device(&device.environment_id, &device.id)
         .await
     {
-        Ok(d) if d.enabled => {}
-        Ok(_) => return Err(DeviceError::unauthenticated("the device was disabled")),
-        Err(StoreError::NotFound) => {
-            return Err(DeviceError::unauthenticated("the device was deleted"));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    match deps
-        .store
-        .get_user(&device.environment_id, &device.user_id)
-        .await
-    {
-        Ok(u) if u.enabled => Ok(()),
-        Ok(_) => Err(DeviceError::unauthenticated(
-            "the device's user was disabled",
-        )),
-        Err(StoreError::NotFound) => Err(DeviceError::unauthenticated(
-            "the device's user was deleted",
-        )),
+        Ok(current) => auth::usable(deps, &current).await,
+        Err(StoreError::NotFound) => Err(DeviceError::unauthenticated("the device was deleted")),
         Err(e) => Err(e.into()),
     }
 }

@@ -268,20 +268,14 @@ async fn new_enrollment(
         created_at: now,
         expires_at: now.plus_secs(ENROLLMENT_CODE_LIFETIME_SECS),
     };
-    let audit = correlated(AuditEntry {
-        id: assent_core::new_id(),
-        environment_id: env_id.clone(),
-        kind: ActivityType::EnrollmentCodeCreated,
-        at: now,
-        auth_req_id: None,
-        user_id: Some(user_id.clone()),
-        application_id: None,
-        device_id: None,
-        actor: Actor::admin(),
-        channel: None,
-        correlation_id: None,
-        details: json!({ "expiresAt": enrollment.expires_at.to_rfc3339() }),
-    });
+    let audit = correlated(AuditEntry::about_user(
+        env_id,
+        user_id,
+        ActivityType::EnrollmentCodeCreated,
+        Actor::admin(),
+        now,
+        json!({ "expiresAt": enrollment.expires_at.to_rfc3339() }),
+    ));
     state
         .store
         .create_enrollment(&enrollment, &audit)

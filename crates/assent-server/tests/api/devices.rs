@@ -1091,6 +1091,10 @@ async fn the_event_stream_sends_each_request_once_resumes_after_last_event_id_an
     };
     let response = open(None).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let stream_correlation = response.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
         response.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -1105,6 +1109,10 @@ async fn the_event_stream_sends_each_request_once_resumes_after_last_event_id_an
     assert_eq!(data["authReqId"], first.as_str());
     assert_eq!(data["bindingMessage"], "First");
     let event_id = event_id.unwrap();
+    // The stream's notice is audited under the correlation id of the call that opened it.
+    let log = activities(&h, &env, &format!("authReqId={first}&type=DEVICE_NOTIFIED")).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["correlationId"], stream_correlation.as_str());
 
     // A new request arrives on the open stream.
     let second = start_with(&h, &client, Some("Second")).await;
